@@ -1,0 +1,45 @@
+# Raqib: `make demo` runs the product end to end on a fresh machine; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+DATASETS ?= $(or $(RAQIB_DATASETS),../shared/datasets)
+PORT ?= 8765
+
+.PHONY: install demo test lint bench clean data
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+# Public corpora → data/build/public.jsonl, only when they are present beside the checkout.
+data: install
+	@if [ -d "$(DATASETS)" ]; then \
+		$(BIN)/raqib datasets build --from "$(DATASETS)" -o data/build/public.jsonl && \
+		$(BIN)/raqib datasets stats data/build/public.jsonl; \
+	else echo "public corpora not found at $(DATASETS): training on the starter corpus only"; fi
+
+demo: data
+	@config=experiments/starter.toml; [ -f data/build/public.jsonl ] && config=experiments/public.toml; \
+	 echo "training with $$config"; $(BIN)/raqib train --config $$config
+	@$(BIN)/raqib promote || echo "champion unchanged (the gate kept it)"
+	$(BIN)/raqib export --alias champion -o models/champion
+	@$(BIN)/raqib demo-score --port $(PORT)
+
+test: install
+	@$(BIN)/pytest; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy serving
+
+bench: install
+	$(BIN)/python -m training.bench
+
+clean:
+	rm -rf $(VENV) data/build models var experiments/mlflow.db experiments/mlartifacts .pytest_cache

@@ -1,0 +1,271 @@
+"""Arabic-aware text normalization with a map back to the original characters.
+
+One code path serves both uses: the model's features (`normalize`) and the explanation spans
+(`normalize_with_offsets`) run the same table and the same substitutions, the second also keeping,
+for every output character, the slice of the original text it came from. That is what lets a UI
+highlight the original comment even when it was diacritised, stretched with tatweel or spaced out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pyarabic.araby as araby
+
+# Mask tokens: lower-case ASCII words, so both char and word n-grams see them as one unit.
+URL_TOKEN = "xxurl"
+EMAIL_TOKEN = "xxemail"
+PHONE_TOKEN = "xxphone"
+MENTION_TOKEN = "xxuser"
+MASK_TOKENS = (URL_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, MENTION_TOKEN)
+
+# Characters that carry no letters: zero-width, joiners, bidi controls, soft hyphen, BOM.
+INVISIBLE_CHARS = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\u206a\u206b\u206c\u206d\u206e\u206f"
+    "\ufeff\ufe00\ufe01\ufe02\ufe03\ufe04\ufe05\ufe06\ufe07\ufe08\ufe09\ufe0a\ufe0b\ufe0c"
+    "\ufe0d\ufe0e\ufe0f"
+)
+
+# Latin look-alikes spammers swap in (Cyrillic, Greek) and Persian/Urdu forms of Arabic letters.
+HOMOGLYPHS = {
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "ɡ": "g", "һ": "h", "ӏ": "l", "ո": "n", "ս": "u", "ԝ": "w",
+    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p", "С": "c",
+    "Т": "t", "Х": "x", "У": "y",
+    "α": "a", "ο": "o", "ρ": "p", "τ": "t", "ν": "v", "ι": "i", "κ": "k", "ε": "e",
+    "ک": "ك", "ڪ": "ك", "گ": "ك", "ی": "ي", "ې": "ي", "ۍ": "ي", "ے": "ي", "ۓ": "ي",
+    "ہ": "ه", "ە": "ه", "ھ": "ه", "ۀ": "ه", "ۃ": "ه", "ٸ": "ي", "ٹ": "ت", "ڈ": "د",
+    "ڑ": "ر", "ں": "ن", "ڤ": "ف", "چ": "ج", "پ": "ب", "ژ": "ز", "ﻻ": "لا",
+}
+
+DIGITS = {chr(0x0660 + d): str(d) for d in range(10)} | {chr(0x06F0 + d): str(d) for d in range(10)}
+
+
+@lru_cache(maxsize=1)
+def _char_table() -> dict[int, str]:
+    """Per-character rewrite table: deletions map to '', everything else to its normal form."""
+    table: dict[int, str] = {}
+    for ch in (*araby.TASHKEEL, araby.TATWEEL, araby.SMALL_ALEF, "\u0653", "\u0654", "\u0655", "\u0656"):
+        table[ord(ch)] = ""
+    for ch in INVISIBLE_CHARS:
+        table[ord(ch)] = ""
+    # Alef and hamza seats collapse to their bare letters; readers write them interchangeably.
+    for ch in "أإآٱٲٳ":
+        table[ord(ch)] = "ا"
+    table[ord("ؤ")] = "و"
+    table[ord("ئ")] = "ي"
+    table[ord("ى")] = "ي"
+    table[ord("ة")] = "ه"
+    for ligature in araby.LIGUATURES:  # lam-alef ligatures with their hamza/madda variants
+        table[ord(ligature)] = "لا"
+    for src, dst in (HOMOGLYPHS | DIGITS).items():
+        table[ord(src)] = dst
+    table[ord("،")] = ","
+    table[ord("؛")] = ";"
+    table[ord("؟")] = "?"
+    table[ord("٫")] = "."
+    spaces = "\t\n\r\u00a0\u202f\u205f\u3000" + "".join(chr(c) for c in range(0x2000, 0x200B))
+    for ch in spaces:
+        table[ord(ch)] = " "
+    return table
+
+
+def _char_rewrite(ch: str) -> str:
+    """The normal form of one character (table first, then NFKC for presentation forms)."""
+    mapped = _char_table().get(ord(ch))
+    if mapped is not None:
+        return mapped
+    if ch.isascii():
+        return ch.lower()
+    folded = unicodedata.normalize("NFKC", ch)
+    if folded != ch:
+        # Presentation forms and full-width letters: fold, then run the table over the result.
+        return "".join(_char_table().get(ord(c), c) for c in folded).lower()
+    if unicodedata.category(ch) == "Mn":  # any other combining mark is decoration
+        return ""
+    return ch.lower()
+
+
+@lru_cache(maxsize=65536)
+def _cached_char_rewrite(ch: str) -> str:
+    return _char_rewrite(ch)
+
+
+_PHONE = re.compile(r"(?<![\w+])\+?\d(?:[ .\-()/_]{0,3}\d){7,}(?!\w)")
+_EMAIL = re.compile(r"[\w.+\-]+\s*(?:@|\[at\]|\(at\))\s*[\w\-]+(?:\s*\.\s*[a-z]{2,})+", re.I)
+_URL = re.compile(
+    r"(?:(?:https?|hxxps?|h\*\*ps?)\s*:\s*/\s*/\s*\S+)"
+    r"|(?:www\s*\.\s*\S+)"
+    r"|(?:\b[a-z0-9\-]{2,}(?:\s?(?:\.|\[\.\]|\(\.\)|\bdot\b)\s?[a-z0-9\-]+)*"
+    r"\s?(?:\.|\[\.\]|\(\.\)|\bdot\b)\s?"
+    r"(?:com|net|org|ly|me|io|co|info|biz|xyz|site|online|link|app|tv|sa|ae|eg|ma|iq|top|shop|club"
+    r"|store|live|gg|cc|ws|to|example|invalid)\b(?:/\S*)?)",
+    re.I,
+)
+_MENTION = re.compile(r"@\w+(?:\.\w+)*")
+# Four or more single letters separated by one space or dot: "و ا ت س ا ب", "c.a.s.h".
+_SPACED_LETTERS = re.compile(r"(?<!\S)(?:[^\W\d_][ .·_\-*]){3,}[^\W\d_](?!\S)")
+_SPACED_SEPARATORS = re.compile(r"[ .·_\-*]")
+_REPEATS = re.compile(r"(\D)\1{2,}")
+_SPACES = re.compile(r" {2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedText:
+    """Normalized text plus, per output character, the [start, end) slice of the original."""
+
+    text: str
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def original_span(self, begin: int, end: int) -> tuple[int, int]:
+        """Map a [begin, end) span of the normalized text back onto the original text."""
+        if not self.text or end <= begin:
+            return (0, 0)
+        begin = max(0, min(begin, len(self.text) - 1))
+        end = max(begin + 1, min(end, len(self.text)))
+        return (self.starts[begin], self.ends[end - 1])
+
+
+class _Tracked:
+    """A string under rewrite that remembers where each of its characters came from."""
+
+    __slots__ = ("ends", "starts", "text")
+
+    def __init__(self, text: str, starts: list[int], ends: list[int]):
+        self.text = text
+        self.starts = starts
+        self.ends = ends
+
+    def sub(self, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str]) -> None:
+        pieces: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        last = 0
+        for match in pattern.finditer(self.text):
+            a, b = match.span()
+            pieces.append(self.text[last:a])
+            starts.extend(self.starts[last:a])
+            ends.extend(self.ends[last:a])
+            replacement = repl(match)
+            if replacement:
+                if b > a:
+                    src_start, src_end = self.starts[a], self.ends[b - 1]
+                else:
+                    src_start = src_end = self.starts[a] if a < len(self.starts) else 0
+                pieces.append(replacement)
+                starts.extend([src_start] * len(replacement))
+                ends.extend([src_end] * len(replacement))
+            last = b
+        pieces.append(self.text[last:])
+        starts.extend(self.starts[last:])
+        ends.extend(self.ends[last:])
+        self.text = "".join(pieces)
+        self.starts = starts
+        self.ends = ends
+
+
+def _mask(token: str) -> Callable[[re.Match[str]], str]:
+    def replace(_match: re.Match[str]) -> str:
+        return f" {token} "
+
+    return replace
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    return _SPACED_SEPARATORS.sub("", match.group(0))
+
+
+def _squeeze_repeats(match: re.Match[str]) -> str:
+    return match.group(1) * 2
+
+
+def _single_space(_match: re.Match[str]) -> str:
+    return " "
+
+
+# Order matters: e-mails before mentions (both have '@'), URLs before phones (URLs hold digits),
+# letter spacing before repeats ("ه ه ه ه" is laughter either way).
+_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (_EMAIL, _mask(EMAIL_TOKEN)),
+    (_URL, _mask(URL_TOKEN)),
+    (_PHONE, _mask(PHONE_TOKEN)),
+    (_MENTION, _mask(MENTION_TOKEN)),
+    (_SPACED_LETTERS, _join_spaced),
+    (_REPEATS, _squeeze_repeats),
+    (_SPACES, _single_space),
+)
+
+
+def rewrite_chars(text: str) -> str:
+    """Character-level normalization only (diacritics, letter forms, digits, invisibles)."""
+    return "".join([_cached_char_rewrite(ch) for ch in text])
+
+
+def normalize(text: str) -> str:
+    """Normalize a comment or article for features: letters, digits, masks, spacing."""
+    if not text:
+        return ""
+    out = rewrite_chars(text)
+    for pattern, repl in _SUBSTITUTIONS:
+        out = pattern.sub(repl, out)
+    return out.strip()
+
+
+def normalize_with_offsets(text: str) -> NormalizedText:
+    """Normalize like `normalize` and keep each output character's slice of the original."""
+    pieces: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, ch in enumerate(text or ""):
+        rewritten = _cached_char_rewrite(ch)
+        if rewritten:
+            pieces.append(rewritten)
+            starts.extend([index] * len(rewritten))
+            ends.extend([index + 1] * len(rewritten))
+        elif ends:
+            # A dropped mark (diacritic, tatweel, zero-width) belongs to the letter before it.
+            ends[-1] = index + 1
+    tracked = _Tracked("".join(pieces), starts, ends)
+    for pattern, repl in _SUBSTITUTIONS:
+        tracked.sub(pattern, repl)
+    # strip() without losing the map
+    text_out = tracked.text
+    left = len(text_out) - len(text_out.lstrip())
+    right = len(text_out.rstrip())
+    return NormalizedText(
+        text=text_out[left:right],
+        starts=tuple(tracked.starts[left:right]),
+        ends=tuple(tracked.ends[left:right]),
+    )
+
+
+ARABIC_RANGE = re.compile(r"[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
+LATIN_RANGE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def script_profile(text: str) -> tuple[int, int]:
+    """Count of Arabic-script and Latin-script letters in a text."""
+    return len(ARABIC_RANGE.findall(text or "")), len(LATIN_RANGE.findall(text or ""))
+
+
+def dominant_script(text: str) -> str:
+    """'arabic', 'latin', 'mixed' or 'none' from the letters of a text (masks are ignored)."""
+    cleaned = text or ""
+    for token in MASK_TOKENS:
+        cleaned = cleaned.replace(token, " ")
+    arabic, latin = script_profile(cleaned)
+    total = arabic + latin
+    if total == 0:
+        return "none"
+    if arabic / total >= 0.8:
+        return "arabic"
+    if latin / total >= 0.8:
+        return "latin"
+    return "mixed"

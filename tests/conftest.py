@@ -1,0 +1,119 @@
+"""Shared fixtures: a tiny model trained on inline rows, written as a real serving bundle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAQIB_SHARED", REPO.parent / "shared"))
+
+POLITICS_TITLE = "الحكومة العراقية تبدأ محادثات مع واشنطن حول انسحاب القوات الأجنبية"
+POLITICS_BODY = (
+    "قالت الحكومة العراقية إن محادثات مع الولايات المتحدة ستحدد جدولا لانسحاب القوات الأجنبية "
+    "من العراق، بينما تواصل الفصائل المسلحة تهديد قواعد التحالف في الأنبار وبغداد."
+)
+SPORT_TITLE = "الهلال يفوز على النصر ويتصدر الدوري السعودي"
+SPORT_BODY = (
+    "حقق فريق الهلال فوزا كبيرا على النصر بثلاثة أهداف في مباراة الدوري السعودي، "
+    "وسجل المهاجم هدفين في الشوط الثاني أمام جماهير الملعب."
+)
+ECONOMY_TITLE = "ارتفاع أسعار النفط مع خفض الإنتاج"
+ECONOMY_BODY = "ارتفعت أسعار النفط بعد قرار خفض الإنتاج، وتوقع محللون استمرار صعود سعر البرميل."
+
+ON_POLITICS = [
+    "المحادثات مع واشنطن لن تخرج القوات من العراق",
+    "الفصائل تهدد الحكومة والقواعد الأمريكية باقية",
+    "انسحاب القوات الأجنبية مطلب كل العراقيين",
+    "الحكومة العراقية ضعيفة أمام الفصائل المسلحة",
+    "متى يكون الانسحاب من قواعد الأنبار؟",
+]
+ON_SPORT = [
+    "الهلال بطل الدوري هذا الموسم",
+    "مباراة قوية والنصر لعب بشكل سيء",
+    "المهاجم سجل هدفين رائعين في الشوط الثاني",
+    "جماهير الهلال صنعت الفرق في الملعب",
+    "الدوري السعودي أصبح قويا جدا",
+]
+ON_ECONOMY = [
+    "أسعار النفط سترتفع أكثر بعد خفض الإنتاج",
+    "سعر البرميل مرتفع والمواطن يدفع الثمن",
+    "خفض الإنتاج قرار صحيح لرفع الأسعار",
+]
+SPAM = [
+    "للتواصل واتساب 0551234567 ربح مضمون يوميا",
+    "استثمر 100 دولار واربح 5000 في أسبوع سجل الآن www.win-fast.example",
+    "check out my channel and subscribe http://my-channel.example",
+    "قرض سريع بدون كفيل اتصل 0501112223",
+    "شيخ روحاني لجلب الحبيب وفك السحر واتساب 0569998887",
+    "free followers visit bit.ly/abc123 now",
+]
+ABUSIVE = [
+    "يا حمار يا جاهل اسكت",
+    "الله يلعنكم يا كلاب يا خونة",
+    "انتم حثالة ومتخلفين",
+    "you are an idiot and a moron",
+    "يا غبي يا حقير",
+]
+
+
+def tiny_training_frame() -> pd.DataFrame:
+    """A few dozen inline rows covering every label, with and without articles."""
+    rows = []
+    articles = {
+        "pol": (POLITICS_TITLE, POLITICS_BODY),
+        "sport": (SPORT_TITLE, SPORT_BODY),
+        "eco": (ECONOMY_TITLE, ECONOMY_BODY),
+    }
+    on = {"pol": ON_POLITICS, "sport": ON_SPORT, "eco": ON_ECONOMY}
+    for key, comments in on.items():
+        title, body = articles[key]
+        for text in comments:
+            rows.append((text, "on_topic", title, body))
+            rows.append((text, "on_topic", title, None))
+            rows.append((text, "on_topic", None, None))
+            other = "sport" if key != "sport" else "pol"
+            rows.append((text, "off_topic", *articles[other]))
+    for i, text in enumerate(SPAM + ABUSIVE):
+        label = "spam" if text in SPAM else "abusive"
+        title, body = list(articles.values())[i % 3]
+        rows.append((text, label, title, body))
+        rows.append((text, label, None, None))
+    return pd.DataFrame(rows, columns=["text", "label", "article_title", "article_text"])
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():
+    """A fitted logistic-regression Pipeline on the inline rows."""
+    from training.config import FeatureConfig
+    from training.pipeline import build_pipeline
+
+    frame = tiny_training_frame()
+    pipeline = build_pipeline(FeatureConfig(min_df=1, lsa_components=20), "logreg", {"C": 10.0})
+    pipeline.fit(frame, frame["label"])
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
+    """The tiny Pipeline exported as a real bundle directory (pickle + metadata + sha256)."""
+    from training.bundle import write_bundle
+
+    labels = [str(c) for c in tiny_pipeline.classes_]
+    metadata = {
+        "name": "raqib-moderator",
+        "version": "0-test",
+        "labels": labels,
+        "thresholds": {
+            "reject_at": {label: 0.8 for label in labels if label != "on_topic"},
+            "review_at": {label: 0.4 for label in labels if label != "on_topic"},
+        },
+        "metrics": {"frozen_macro_f1": None},
+        "training_data": {"sha256": "tiny", "rows": len(tiny_training_frame())},
+    }
+    out = tmp_path_factory.mktemp("bundle") / "champion"
+    write_bundle(tiny_pipeline, metadata, out)
+    return out

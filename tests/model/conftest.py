@@ -1,0 +1,39 @@
+"""A model trained on the authored starter corpus, once per test session (a few seconds)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="session")
+def starter_model():
+    """The starter experiment with one candidate, as the ModerationModel that serving would load."""
+    from serving.model import ModerationModel
+    from training.config import CandidateConfig, load_config
+    from training.tracking import bundle_metadata
+    from training.train import run_experiment
+
+    config = load_config(REPO / "experiments" / "starter.toml")
+    config = config.model_copy(update={
+        "candidates": (CandidateConfig(kind="logreg", params={"C": 10.0}),),
+        "data": config.data.model_copy(update={"labeled_dir": None}),
+    })
+    result = run_experiment(config, REPO)
+    metadata = bundle_metadata(result) | {"version": "test", "sha256": "-"}
+    return ModerationModel(result.pipeline, metadata)
+
+
+@pytest.fixture(scope="session")
+def seed_case() -> dict:
+    """The project's own rendering of the seed article with the seed comment."""
+    line = (REPO / "data" / "seed" / "seed.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    return json.loads(line)
+
+
+@pytest.fixture(scope="session")
+def starter_articles() -> dict[str, dict]:
+    path = Path(REPO / "data" / "starter" / "articles.jsonl")
+    return {a["article_id"]: a for a in map(json.loads, path.read_text(encoding="utf-8").splitlines())}

@@ -1,0 +1,90 @@
+"""Feature transformers: sklearn conventions, exactness of the fast path, neutral context."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from serving.features import (
+    ArticleRelation,
+    CommentPreprocessor,
+    SpamSignals,
+    TextNgrams,
+    content_tokens,
+    light_stem,
+)
+from tests.conftest import POLITICS_BODY, POLITICS_TITLE, SPORT_BODY, SPORT_TITLE, tiny_training_frame
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return CommentPreprocessor().fit_transform(tiny_training_frame())
+
+
+def test_init_only_stores_parameters() -> None:
+    for transformer in (TextNgrams(analyzer="word", ngram_range=(1, 2)), ArticleRelation(n_components=7),
+                        SpamSignals(), CommentPreprocessor()):
+        assert clone(transformer).get_params() == transformer.get_params()
+        assert not [k for k in vars(transformer) if k.endswith("_")]
+
+
+@pytest.mark.parametrize("analyzer", ["char_wb", "word"])
+def test_fast_tfidf_matches_sklearn(prepared, analyzer: str) -> None:
+    block = TextNgrams(analyzer=analyzer, min_df=1).fit(prepared)
+    fast = block.transform(_head(prepared, 5)).toarray()
+    slow = block.vectorizer_.transform(_head(prepared, 5).text).toarray()
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+def _head(prepared, n):
+    from serving.features import PreparedComments
+
+    return PreparedComments(*(getattr(prepared, f)[:n] for f in ("raw_text", "text", "title", "body")))
+
+
+def test_context_features_are_zero_without_an_article(prepared) -> None:
+    relation = ArticleRelation(n_components=10, min_df=1).fit(prepared)
+    bare = CommentPreprocessor().transform(pd.DataFrame({"text": ["الهلال بطل الدوري"]}))
+    assert relation.transform(bare).nnz == 0
+
+
+def test_related_article_scores_higher_than_unrelated(prepared) -> None:
+    relation = ArticleRelation(n_components=10, min_df=1).fit(prepared)
+    names = list(relation.get_feature_names_out())
+    rows = CommentPreprocessor().transform(pd.DataFrame({
+        "text": ["الهلال فاز على النصر في الدوري"] * 2,
+        "article_title": [SPORT_TITLE, POLITICS_TITLE],
+        "article_text": [SPORT_BODY, POLITICS_BODY],
+    }))
+    features = relation.transform(rows).toarray()
+    lsa = names.index("ctx:lsa_article")
+    shared = names.index("ctx:shared_words")
+    assert features[0, lsa] > features[1, lsa]
+    assert features[0, shared] > features[1, shared]
+
+
+def test_spam_signals_see_masked_phone_and_url(prepared) -> None:
+    rows = CommentPreprocessor().transform(pd.DataFrame({"text": ["واتساب ٠٥٥١٢٣٤٥٦٧ bit.ly/x", "رأي جميل"]}))
+    signals = SpamSignals().fit(rows).transform(rows).toarray()
+    names = list(SpamSignals.FEATURES)
+    assert signals[0, names.index("sig:phone")] > 0 and signals[0, names.index("sig:url")] > 0
+    assert signals[1, names.index("sig:phone")] == 0
+
+
+def test_light_stem_and_content_tokens() -> None:
+    assert light_stem("والحكومة") == "حكومة"
+    assert light_stem("المدارس") == "مدارس"
+    assert content_tokens("في الحكومه و المدارس xxurl 2024") == ["حكومه", "مدارس"]
+
+
+def test_fitted_pipeline_pickles_without_per_process_caches(tiny_pipeline) -> None:
+    frame = tiny_training_frame().head(3)
+    before = tiny_pipeline.predict_proba(frame)
+    restored = pickle.loads(pickle.dumps(tiny_pipeline))
+    np.testing.assert_allclose(restored.predict_proba(frame), before)
+    relation = restored.named_steps["features"].transformer_list[2][1]
+    assert "_cache" not in pickle.loads(pickle.dumps(relation)).__dict__

@@ -1,0 +1,229 @@
+"""The `raqib` command: every user-facing action lives here; heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.datasets.cli import app as datasets_app
+
+app = typer.Typer(
+    name="raqib",
+    help="Raqib: moderation of reader comments on Arabic news sites, scored against the article.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(datasets_app, name="datasets", help="Build and inspect training data.")
+
+DEFAULT_MODEL_NAME = "raqib-moderator"
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Experiment TOML (e.g. experiments/starter.toml)."),
+]
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+@app.command()
+def train(
+    config: ConfigOption = Path("experiments/starter.toml"),
+    register: Annotated[bool, typer.Option(help="Log to MLflow and register a challenger.")] = True,
+) -> None:
+    """Train candidates, pick the best, evaluate it honestly, register it as `challenger`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from training.config import ConfigError, load_config
+    from training.contract import ContractError
+    from training.train import run_experiment
+
+    console = Console()
+    try:
+        experiment = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("training", total=1.0)
+
+        def report(message: str, fraction: float) -> None:
+            progress.update(task, description=message, completed=fraction)
+
+        try:
+            result = run_experiment(experiment, Path("."), progress=report)
+        except (ContractError, ValueError) as exc:
+            _fail(str(exc))
+    for source, note in result.notes.items():
+        console.print(f"[dim]{source}: {note}[/]")
+    table = Table(title=f"Candidates ({experiment.cv_folds}-fold, article-grouped)")
+    for column in ("classifier", "params", "CV macro-F1", "CV accuracy", "ECE", "s"):
+        table.add_column(column)
+    for c in sorted(result.candidates, key=lambda c: -c["cv_macro_f1"]):
+        best = c["kind"] == result.best["kind"] and c["params"] == result.best["params"]
+        table.add_row(("★ " if best else "") + c["kind"], json.dumps(c["params"]),
+                      f"{c['cv_macro_f1']:.3f}", f"{c['cv_accuracy']:.3f}", f"{c['cv_ece']:.3f}",
+                      f"{c['seconds']}")
+    console.print(table)
+    frozen = result.metrics.get("frozen")
+    if frozen:
+        per_class = Table(title=f"Frozen evaluation set (n={frozen['n']}, never trained on)")
+        for column in ("label", "precision", "recall", "F1", "PR-AUC", "support",
+                       "reject_at", "review_at"):
+            per_class.add_column(column)
+        for label, m in frozen["per_class"].items():
+            per_class.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+                              f"{m['f1']:.3f}", f"{m['pr_auc']:.3f}", str(m["support"]),
+                              str(result.thresholds["reject_at"].get(label, "—")),
+                              str(result.thresholds["review_at"].get(label, "—")))
+        console.print(per_class)
+        console.print(f"macro-F1 [bold]{frozen['macro_f1']:.3f}[/], accuracy "
+                      f"{frozen['accuracy']:.3f}, calibration error {frozen['ece']:.3f}")
+        rates = result.metrics.get("false_off_topic", {})
+        if rates:
+            ctx = Table(title="Real on-topic pairs called off_topic (frozen set)")
+            for column in ("article given", "n", "predicted off_topic", "rejected as off_topic"):
+                ctx.add_column(column)
+            for kind, r in rates.items():
+                ctx.add_row(kind, str(r["n"]), _percent(r["predicted_off_topic"]),
+                            _percent(r["rejected_off_topic"]))
+            console.print(ctx)
+    leak = result.metrics.get("leakage", {})
+    if "source_accuracy" in leak:
+        console.print(f"corpus leakage check: source predictable with accuracy "
+                      f"{leak['source_accuracy']:.3f} (majority baseline "
+                      f"{leak['majority_baseline']:.3f}, {leak['n_sources']} sources)")
+    console.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
+    if register:
+        from training.tracking import log_and_register
+
+        registered = log_and_register(result, Path("."), str(config) if config else None)
+        console.print(f"registered [bold]{experiment.registered_model}[/] version "
+                      f"{registered.version} as [bold]challenger[/] (run {registered.run_id}, "
+                      f"{registered.tracking_uri})")
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Option(help="Promote this version (default: challenger).")] = None,
+    force: Annotated[bool, typer.Option(help="Skip the gate (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on the version.")] = None,
+    model_name: Annotated[str, typer.Option("--name")] = DEFAULT_MODEL_NAME,
+    tolerance: Annotated[float, typer.Option(help="Allowed macro-F1 drop.")] = 0.01,
+) -> None:
+    """Move `champion` to the challenger only if it is not worse on the frozen evaluation set."""
+    from rich.console import Console
+
+    from training.tracking import promote as run_gate
+
+    console = Console()
+    try:
+        decision = run_gate(model_name, version=version, force=force, reason=reason,
+                            tolerance=tolerance)
+    except ValueError as exc:
+        _fail(str(exc))
+    if decision.promoted:
+        console.print(f"[green]promoted[/] version {decision.challenger_version} to champion "
+                      f"({decision.reason})")
+    else:
+        console.print(f"[yellow]not promoted[/]: version {decision.challenger_version} "
+                      f"({decision.reason}); champion stays {decision.champion_version}")
+        raise typer.Exit(2)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("models/champion"),
+    alias: Annotated[str, typer.Option(help="Alias to export.")] = "champion",
+    version: Annotated[str | None, typer.Option(help="Export this version instead.")] = None,
+    model_name: Annotated[str, typer.Option("--name")] = DEFAULT_MODEL_NAME,
+) -> None:
+    """Write a serving bundle (pickle + metadata with sha256) that loads without mlflow."""
+    from rich.console import Console
+
+    from training.tracking import export_bundle
+
+    try:
+        metadata = export_bundle(model_name, output, alias=None if version else alias,
+                                 version=version)
+    except Exception as exc:  # mlflow raises its own exception types for missing aliases
+        _fail(f"cannot export {model_name}@{version or alias}: {exc}")
+    Console().print(f"exported {metadata['name']} version {metadata['version']} to {output} "
+                    f"(sha256 {metadata['sha256'][:16]}…)")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="Canonical labelled JSONL/CSV.")],
+    model: Annotated[str, typer.Option(help="Bundle dir or models:/NAME@ALIAS URI.")] = "models/champion",
+) -> None:
+    """Score a labelled file with a model and print per-class metrics."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.contract import ContractError, read_records
+    from training.data import to_frame
+    from training.evaluate import classification_metrics, per_source_metrics
+
+    console = Console()
+    try:
+        records = read_records(data)
+    except ContractError as exc:
+        _fail(str(exc))
+    pipeline = _load_pipeline(model)
+    model_labels = [str(c) for c in pipeline.classes_]
+    labels = model_labels + sorted({r.label for r in records} - set(model_labels))
+    proba = np.zeros((len(records), len(labels)))
+    proba[:, : len(model_labels)] = pipeline.predict_proba(to_frame(records))
+    metrics = classification_metrics([r.label for r in records], proba, labels)
+    table = Table(title=f"{data} (n={metrics['n']})")
+    for column in ("label", "precision", "recall", "F1", "PR-AUC", "support"):
+        table.add_column(column)
+    for label, m in metrics["per_class"].items():
+        table.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
+                      f"{m['pr_auc']:.3f}", str(m["support"]))
+    console.print(table)
+    console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
+                  f"ECE {metrics['ece']:.3f}")
+    sources = per_source_metrics(records, proba, labels)
+    if len(sources) > 1:
+        by_source = Table(title="Per source")
+        for column in ("source", "n", "accuracy", "macro-F1"):
+            by_source.add_column(column)
+        for source, m in sources.items():
+            by_source.add_row(source, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}")
+        console.print(by_source)
+
+
+def _load_pipeline(model: str):  # type: ignore[no-untyped-def]
+    if model.startswith("models:/"):
+        from training.tracking import configure
+
+        configure(Path("."))
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(model)
+    from serving.model import BundleError, ModerationModel
+
+    try:
+        return ModerationModel.from_bundle(model).pipeline
+    except BundleError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

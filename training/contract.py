@@ -1,0 +1,205 @@
+"""Read, validate and write canonical labelled records (see data/README.md)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS
+
+LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+OPTIONAL_COLUMNS = tuple(c for c in CANONICAL_COLUMNS if c not in ("text", "label"))
+
+
+class ContractError(ValueError):
+    """A record breaks the data contract; names the file, line and field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, message: str):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.message = message
+        where = self.path + (f":{line}" if line is not None else "")
+        what = f" field '{field}'" if field else ""
+        super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledRecord:
+    """One comment in the canonical shape; only `text` (and `label` for training) are required."""
+
+    text: str
+    label: str | None = None
+    comment_id: str | None = None
+    article_id: str | None = None
+    article_title: str | None = None
+    article_text: str | None = None
+    author: str | None = None
+    site: str | None = None
+    source: str | None = None
+    created_at: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The record as a dict in canonical column order."""
+        data = asdict(self)
+        return {c: data[c] for c in CANONICAL_COLUMNS}
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(LabeledRecord))
+
+
+def _clean_optional(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def validate_record(
+    raw: dict[str, object],
+    *,
+    path: str | Path,
+    line: int,
+    require_label: bool = True,
+    allowed_labels: Sequence[str] | None = None,
+) -> LabeledRecord:
+    """Turn one raw row into a LabeledRecord or raise ContractError naming the field."""
+    unknown = sorted(k for k in raw if k not in CANONICAL_COLUMNS)
+    if unknown:
+        raise ContractError(
+            path, line, unknown[0],
+            f"unknown column (expected some of: {', '.join(CANONICAL_COLUMNS)})",
+        )
+    text = raw.get("text")
+    if not isinstance(text, str):
+        raise ContractError(path, line, "text", "missing or not a string")
+    if not text.strip():
+        raise ContractError(path, line, "text", "empty text")
+    label = _clean_optional(raw.get("label"))
+    if label is None and require_label:
+        raise ContractError(path, line, "label", "missing label (required for training data)")
+    if label is not None:
+        if not LABEL_PATTERN.match(label):
+            raise ContractError(
+                path, line, "label",
+                f"label {label!r} is not a lower_snake_case name",
+            )
+        if allowed_labels is not None and label not in allowed_labels:
+            raise ContractError(
+                path, line, "label",
+                f"unknown label {label!r} (known: {', '.join(allowed_labels)})",
+            )
+    for column in OPTIONAL_COLUMNS:
+        value = raw.get(column)
+        if value is not None and not isinstance(value, str | int | float):
+            raise ContractError(path, line, column, f"expected a string, got {type(value).__name__}")
+    return LabeledRecord(
+        text=text,
+        label=label,
+        **{c: _clean_optional(raw.get(c)) for c in OPTIONAL_COLUMNS},
+    )
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open("rb") as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            try:
+                yield number, raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ContractError(
+                    path, number, None, f"not valid UTF-8 (byte {exc.start}: {exc.reason})"
+                ) from None
+
+
+def iter_raw_rows(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (line number, raw row) from a JSONL or CSV file, decoding strictly as UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(path, None, None, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        for number, line in _decoded_lines(path):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ContractError(path, number, None, f"invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise ContractError(path, number, None, "each line must be a JSON object")
+            yield number, row
+    elif suffix in (".csv", ".tsv"):
+        lines = dict(_decoded_lines(path))
+        text = "".join(lines[n] for n in sorted(lines))
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+        header = reader.fieldnames or []
+        if "text" not in header:
+            raise ContractError(path, 1, "text", f"no 'text' column in header {header}")
+        for row in reader:
+            # csv counts physical lines, so quoted newlines keep the reported line honest.
+            number = reader.line_num
+            if None in row:
+                raise ContractError(path, number, None, "more values than header columns")
+            yield number, {k: v for k, v in row.items() if v != "" or k == "text"}
+    else:
+        raise ContractError(path, None, None, f"unsupported file type {suffix!r} (use .jsonl or .csv)")
+
+
+def read_records(
+    path: str | Path,
+    *,
+    require_label: bool = True,
+    allowed_labels: Sequence[str] | None = None,
+) -> list[LabeledRecord]:
+    """Read and validate every record of a canonical JSONL/CSV file."""
+    return [
+        validate_record(row, path=path, line=n, require_label=require_label,
+                        allowed_labels=allowed_labels)
+        for n, row in iter_raw_rows(path)
+    ]
+
+
+def record_line(record: LabeledRecord) -> str:
+    """One canonical JSONL line (stable key order, UTF-8 kept readable)."""
+    return json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=False)
+
+
+def write_jsonl(records: Iterable[LabeledRecord], path: str | Path) -> str:
+    """Write records as JSONL and return the sha256 of the bytes written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for record in records:
+            line = record_line(record) + "\n"
+            digest.update(line.encode("utf-8"))
+            handle.write(line)
+    return digest.hexdigest()
+
+
+def records_fingerprint(records: Iterable[LabeledRecord]) -> str:
+    """sha256 over the canonical JSONL form of the records, independent of where they live."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update((record_line(record) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+__all__ = [
+    "DEFAULT_LABELS",
+    "RECORD_FIELDS",
+    "ContractError",
+    "LabeledRecord",
+    "iter_raw_rows",
+    "read_records",
+    "record_line",
+    "records_fingerprint",
+    "validate_record",
+    "write_jsonl",
+]
