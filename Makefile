@@ -29,13 +29,19 @@ demo: data
 	 echo "training with $$config"; $(BIN)/raqib train --config $$config
 	@$(BIN)/raqib promote || echo "champion unchanged (the gate kept it)"
 	$(BIN)/raqib export --alias champion -o models/champion
-	@$(BIN)/raqib demo-score --port $(PORT)
+	@mkdir -p var && $(BIN)/python -c 'import json; r = json.loads(open("data/seed/seed.jsonl", encoding="utf-8").readline()); print(json.dumps({"comment": {"id": r["comment_id"], "text": r["text"]}, "article": {"id": r["article_id"], "title": r["article_title"], "text": r["article_text"]}, "site": r["site"]}, ensure_ascii=False))' > var/seed-request.json
+	@echo "serving models/champion on 127.0.0.1:$(PORT) and scoring the seed comment"
+	@RAQIB_MODEL_DIR=models/champion $(BIN)/raqib serve --port $(PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
+	 for i in $$(seq 120); do curl -sf http://127.0.0.1:$(PORT)/readyz >/dev/null && break; sleep 0.25; done; \
+	 curl -sS -H 'Content-Type: application/json' --data-binary @var/seed-request.json \
+	   http://127.0.0.1:$(PORT)/v1/score | $(BIN)/python -m json.tool --no-ensure-ascii
 
 test: install
 	@$(BIN)/pytest; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy serving
 
 bench: install

@@ -52,7 +52,7 @@ def light_stem(token: str) -> str:
     """Strip one Arabic article/conjunction prefix and one plural/pronoun suffix."""
     for prefix in _ARABIC_PREFIXES:
         if token.startswith(prefix) and len(token) - len(prefix) >= 3:
-            token = token[len(prefix):]
+            token = token[len(prefix) :]
             break
     for suffix in _ARABIC_SUFFIXES:
         if token.endswith(suffix) and len(token) - len(suffix) >= 3:
@@ -308,10 +308,16 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
     @staticmethod
     def _names() -> list[str]:
         names = [
-            "ctx:has_title", "ctx:has_body",
-            "ctx:lsa_title", "ctx:lsa_body", "ctx:lsa_article",
-            "ctx:tfidf_article", "ctx:shared_words", "ctx:shared_fraction",
-            "ctx:latin_comment_arabic_article", "ctx:arabic_comment_latin_article",
+            "ctx:has_title",
+            "ctx:has_body",
+            "ctx:lsa_title",
+            "ctx:lsa_body",
+            "ctx:lsa_article",
+            "ctx:tfidf_article",
+            "ctx:shared_words",
+            "ctx:shared_fraction",
+            "ctx:latin_comment_arabic_article",
+            "ctx:arabic_comment_latin_article",
         ]
         for kind in ("title", "body"):
             bins = ("<", *SIMILARITY_EDGES)
@@ -397,9 +403,7 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         return self.feature_names_
 
 
-_EMOJI = re.compile(
-    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f1e6-\U0001f1ff]"
-)
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f1e6-\U0001f1ff]")
 _RUN = re.compile(r"(.)\1{3,}")
 _LATIN_UPPER = re.compile(r"[A-Z]")
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
@@ -410,9 +414,20 @@ class SpamSignals(TransformerMixin, BaseEstimator):
     """Hand-made spam signals: links, phones, e-mails, mentions, length, ratios, repetition."""
 
     FEATURES = (
-        "sig:url", "sig:phone", "sig:email", "sig:mention", "sig:log_length",
-        "sig:short", "sig:long", "sig:digit_ratio", "sig:upper_ratio", "sig:emoji_ratio",
-        "sig:char_runs", "sig:repeated_words", "sig:exclamations", "sig:latin_only",
+        "sig:url",
+        "sig:phone",
+        "sig:email",
+        "sig:mention",
+        "sig:log_length",
+        "sig:short",
+        "sig:long",
+        "sig:digit_ratio",
+        "sig:upper_ratio",
+        "sig:emoji_ratio",
+        "sig:char_runs",
+        "sig:repeated_words",
+        "sig:exclamations",
+        "sig:latin_only",
         "sig:mixed_script",
     )
 

@@ -16,6 +16,7 @@ import numpy as np
 from serving.features import PreparedComments
 from serving.normalize import (
     EMAIL_TOKEN,
+    MASK_TOKENS,
     PHONE_TOKEN,
     URL_TOKEN,
     dominant_script,
@@ -46,7 +47,8 @@ class Thresholds:
     review_at: Mapping[str, float]
 
     def with_overrides(
-        self, reject_at: Mapping[str, float] | None = None,
+        self,
+        reject_at: Mapping[str, float] | None = None,
         review_at: Mapping[str, float] | None = None,
     ) -> Thresholds:
         """A copy with some labels' thresholds replaced (per-site settings)."""
@@ -56,12 +58,14 @@ class Thresholds:
         )
 
 
-def decide(scores: Mapping[str, float], thresholds: Thresholds,
-           acceptable: str = ACCEPTABLE_LABEL) -> tuple[str, str | None]:
+def decide(
+    scores: Mapping[str, float], thresholds: Thresholds, acceptable: str = ACCEPTABLE_LABEL
+) -> tuple[str, str | None]:
     """Action for one comment, and the label that drove it (None when approved)."""
     risky = sorted(
         ((label, p) for label, p in scores.items() if label != acceptable),
-        key=lambda item: item[1], reverse=True,
+        key=lambda item: item[1],
+        reverse=True,
     )
     for label, p in risky:
         if p >= thresholds.reject_at.get(label, math.inf):
@@ -112,8 +116,7 @@ class CommentInput:
 
     def as_row(self) -> dict[str, str | None]:
         """The canonical model-input columns as a dict."""
-        return {"text": self.text, "article_title": self.article_title,
-                "article_text": self.article_text}
+        return {"text": self.text, "article_title": self.article_title, "article_text": self.article_text}
 
 
 def sha256_file(path: Path) -> str:
@@ -212,19 +215,22 @@ class ModerationModel:
         _, matrix = self._features([item.as_row() for item in items])
         return np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
 
-    def score(self, items: Sequence[CommentInput], thresholds: Sequence[Thresholds] | None = None,
-              explain: bool = True) -> list[Scored]:
+    def score(
+        self,
+        items: Sequence[CommentInput],
+        thresholds: Sequence[Thresholds] | None = None,
+        explain: bool = True,
+    ) -> list[Scored]:
         """Score, decide and (optionally) explain a batch in one vectorised pass."""
         if not items:
             return []
         prepared, matrix = self._features([item.as_row() for item in items])
-        probabilities = np.asarray(
-            self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix)
-        )
+        probabilities = np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
         results = []
         for i, item in enumerate(items):
-            scores = {label: round(float(p), 6) for label, p in zip(self.labels, probabilities[i],
-                                                                    strict=True)}
+            scores = {
+                label: round(float(p), 6) for label, p in zip(self.labels, probabilities[i], strict=True)
+            }
             policy = thresholds[i] if thresholds is not None else self.thresholds
             action, decided = decide(scores, policy)
             label = self.labels[int(np.argmax(probabilities[i]))]
@@ -233,8 +239,16 @@ class ModerationModel:
             if explain:
                 target = decided or (label if label != ACCEPTABLE_LABEL else None)
                 reasons, spans = self._explain(item, prepared, matrix, i, target, scores)
-            results.append(Scored(label=label, scores=scores, action=action,
-                                  decided_label=decided, reasons=reasons, spans=spans))
+            results.append(
+                Scored(
+                    label=label,
+                    scores=scores,
+                    action=action,
+                    decided_label=decided,
+                    reasons=reasons,
+                    spans=spans,
+                )
+            )
         return results
 
     # --- explanations --------------------------------------------------------------------------
@@ -254,8 +268,15 @@ class ModerationModel:
         assert self._feature_names is not None
         return self._weights, self._feature_names
 
-    def _explain(self, item: CommentInput, prepared: PreparedComments, matrix: Any, row: int,
-                 target: str | None, scores: Mapping[str, float]) -> tuple[list[Reason], list[Span]]:
+    def _explain(
+        self,
+        item: CommentInput,
+        prepared: PreparedComments,
+        matrix: Any,
+        row: int,
+        target: str | None,
+        scores: Mapping[str, float],
+    ) -> tuple[list[Reason], list[Span]]:
         reasons = _signal_reasons(prepared, row)
         explainer = self._explainer()
         spans: list[Span] = []
@@ -284,8 +305,9 @@ class ModerationModel:
             if any(display in s or s in display for s in shown):
                 continue
             shown.add(display)
-            reasons.append(Reason(kind="ngram", detail=f"'{display}' points to {target}",
-                                  weight=round(value, 4)))
+            reasons.append(
+                Reason(kind="ngram", detail=f"'{display}' points to {target}", weight=round(value, 4))
+            )
         spans = _spans_from_ngrams(item.text, ngram_weights, scores.get(target, 0.0))
         return reasons, spans
 
@@ -296,8 +318,10 @@ _MASK_NAMES = {URL_TOKEN: "a link", PHONE_TOKEN: "a phone number", EMAIL_TOKEN: 
 def _display_gram(gram: str) -> str | None:
     """How an n-gram reads to a moderator (masks by name); None for fragments too short to mean much."""
     for token, name in _MASK_NAMES.items():
-        if token in gram or (len(gram) >= 4 and gram in token):
+        if token in gram or (len(gram) >= 3 and gram in token):
             return f"<{name}>"
+    if gram.startswith("xx") or any(gram in token for token in MASK_TOKENS):
+        return None  # a fragment of a mask token that names nothing by itself
     if len(gram) < 3 and " " not in gram:
         return None
     return gram
@@ -317,19 +341,22 @@ def _signal_reasons(prepared: PreparedComments, row: int) -> list[Reason]:
         names = {"latin": "English/Latin-script", "arabic": "Arabic"}
         article_script = next(iter(scripts)) if len(scripts) == 1 else "mixed"
         if comment_script in names and article_script in names and comment_script != article_script:
-            reasons.append(Reason(
-                kind="context",
-                detail=f"comment is {names[comment_script]}, article is {names[article_script]}",
-                weight=0.5,
-            ))
+            reasons.append(
+                Reason(
+                    kind="context",
+                    detail=f"comment is {names[comment_script]}, article is {names[article_script]}",
+                    weight=0.5,
+                )
+            )
     return reasons
 
 
 _WORD = re.compile(r"\S+")
 
 
-def _spans_from_ngrams(original: str, ngram_weights: Sequence[tuple[str, float]],
-                       probability: float) -> list[Span]:
+def _spans_from_ngrams(
+    original: str, ngram_weights: Sequence[tuple[str, float]], probability: float
+) -> list[Span]:
     """Project the n-grams that pushed the score onto whole words of the original text."""
     if not ngram_weights or not original:
         return []
@@ -342,12 +369,12 @@ def _spans_from_ngrams(original: str, ngram_weights: Sequence[tuple[str, float]]
             continue
         start = text.find(needle)
         while start != -1:
-            heat[start:start + len(needle)] += weight
+            heat[start : start + len(needle)] += weight
             start = text.find(needle, start + 1)
     if not heat.any():
         return []
     # Score words, not characters: a moderator reads "واتساب", not "تسا".
-    words = [(m.start(), m.end(), float(heat[m.start():m.end()].mean())) for m in _WORD.finditer(text)]
+    words = [(m.start(), m.end(), float(heat[m.start() : m.end()].mean())) for m in _WORD.finditer(text)]
     top = max(score for _, _, score in words)
     cutoff = 0.4 * top
     spans: list[Span] = []

@@ -100,7 +100,7 @@ def tiny_pipeline():
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
     """The tiny Pipeline exported as a real bundle directory (pickle + metadata + sha256)."""
-    from training.bundle import write_bundle
+    from serving.bundle import write_bundle
 
     labels = [str(c) for c in tiny_pipeline.classes_]
     metadata = {

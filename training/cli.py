@@ -56,8 +56,9 @@ def train(
         experiment = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
         task = progress.add_task("training", total=1.0)
 
         def report(message: str, fraction: float) -> None:
@@ -74,46 +75,63 @@ def train(
         table.add_column(column)
     for c in sorted(result.candidates, key=lambda c: -c["cv_macro_f1"]):
         best = c["kind"] == result.best["kind"] and c["params"] == result.best["params"]
-        table.add_row(("★ " if best else "") + c["kind"], json.dumps(c["params"]),
-                      f"{c['cv_macro_f1']:.3f}", f"{c['cv_accuracy']:.3f}", f"{c['cv_ece']:.3f}",
-                      f"{c['seconds']}")
+        table.add_row(
+            ("★ " if best else "") + c["kind"],
+            json.dumps(c["params"]),
+            f"{c['cv_macro_f1']:.3f}",
+            f"{c['cv_accuracy']:.3f}",
+            f"{c['cv_ece']:.3f}",
+            f"{c['seconds']}",
+        )
     console.print(table)
     frozen = result.metrics.get("frozen")
     if frozen:
         per_class = Table(title=f"Frozen evaluation set (n={frozen['n']}, never trained on)")
-        for column in ("label", "precision", "recall", "F1", "PR-AUC", "support",
-                       "reject_at", "review_at"):
+        for column in ("label", "precision", "recall", "F1", "PR-AUC", "support", "reject_at", "review_at"):
             per_class.add_column(column)
         for label, m in frozen["per_class"].items():
-            per_class.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}",
-                              f"{m['f1']:.3f}", f"{m['pr_auc']:.3f}", str(m["support"]),
-                              str(result.thresholds["reject_at"].get(label, "—")),
-                              str(result.thresholds["review_at"].get(label, "—")))
+            per_class.add_row(
+                label,
+                f"{m['precision']:.3f}",
+                f"{m['recall']:.3f}",
+                f"{m['f1']:.3f}",
+                f"{m['pr_auc']:.3f}",
+                str(m["support"]),
+                str(result.thresholds["reject_at"].get(label, "—")),
+                str(result.thresholds["review_at"].get(label, "—")),
+            )
         console.print(per_class)
-        console.print(f"macro-F1 [bold]{frozen['macro_f1']:.3f}[/], accuracy "
-                      f"{frozen['accuracy']:.3f}, calibration error {frozen['ece']:.3f}")
+        console.print(
+            f"macro-F1 [bold]{frozen['macro_f1']:.3f}[/], accuracy "
+            f"{frozen['accuracy']:.3f}, calibration error {frozen['ece']:.3f}"
+        )
         rates = result.metrics.get("false_off_topic", {})
         if rates:
             ctx = Table(title="Real on-topic pairs called off_topic (frozen set)")
             for column in ("article given", "n", "predicted off_topic", "rejected as off_topic"):
                 ctx.add_column(column)
             for kind, r in rates.items():
-                ctx.add_row(kind, str(r["n"]), _percent(r["predicted_off_topic"]),
-                            _percent(r["rejected_off_topic"]))
+                ctx.add_row(
+                    kind, str(r["n"]), _percent(r["predicted_off_topic"]), _percent(r["rejected_off_topic"])
+                )
             console.print(ctx)
     leak = result.metrics.get("leakage", {})
     if "source_accuracy" in leak:
-        console.print(f"corpus leakage check: source predictable with accuracy "
-                      f"{leak['source_accuracy']:.3f} (majority baseline "
-                      f"{leak['majority_baseline']:.3f}, {leak['n_sources']} sources)")
+        console.print(
+            f"corpus leakage check: source predictable with accuracy "
+            f"{leak['source_accuracy']:.3f} (majority baseline "
+            f"{leak['majority_baseline']:.3f}, {leak['n_sources']} sources)"
+        )
     console.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
     if register:
         from training.tracking import log_and_register
 
         registered = log_and_register(result, Path("."), str(config) if config else None)
-        console.print(f"registered [bold]{experiment.registered_model}[/] version "
-                      f"{registered.version} as [bold]challenger[/] (run {registered.run_id}, "
-                      f"{registered.tracking_uri})")
+        console.print(
+            f"registered [bold]{experiment.registered_model}[/] version "
+            f"{registered.version} as [bold]challenger[/] (run {registered.run_id}, "
+            f"{registered.tracking_uri})"
+        )
 
 
 @app.command()
@@ -131,16 +149,18 @@ def promote(
 
     console = Console()
     try:
-        decision = run_gate(model_name, version=version, force=force, reason=reason,
-                            tolerance=tolerance)
+        decision = run_gate(model_name, version=version, force=force, reason=reason, tolerance=tolerance)
     except ValueError as exc:
         _fail(str(exc))
     if decision.promoted:
-        console.print(f"[green]promoted[/] version {decision.challenger_version} to champion "
-                      f"({decision.reason})")
+        console.print(
+            f"[green]promoted[/] version {decision.challenger_version} to champion ({decision.reason})"
+        )
     else:
-        console.print(f"[yellow]not promoted[/]: version {decision.challenger_version} "
-                      f"({decision.reason}); champion stays {decision.champion_version}")
+        console.print(
+            f"[yellow]not promoted[/]: version {decision.challenger_version} "
+            f"({decision.reason}); champion stays {decision.champion_version}"
+        )
         raise typer.Exit(2)
 
 
@@ -157,12 +177,13 @@ def export(
     from training.tracking import export_bundle
 
     try:
-        metadata = export_bundle(model_name, output, alias=None if version else alias,
-                                 version=version)
+        metadata = export_bundle(model_name, output, alias=None if version else alias, version=version)
     except Exception as exc:  # mlflow raises its own exception types for missing aliases
         _fail(f"cannot export {model_name}@{version or alias}: {exc}")
-    Console().print(f"exported {metadata['name']} version {metadata['version']} to {output} "
-                    f"(sha256 {metadata['sha256'][:16]}…)")
+    Console().print(
+        f"exported {metadata['name']} version {metadata['version']} to {output} "
+        f"(sha256 {metadata['sha256'][:16]}…)"
+    )
 
 
 @app.command()
@@ -194,11 +215,18 @@ def evaluate(
     for column in ("label", "precision", "recall", "F1", "PR-AUC", "support"):
         table.add_column(column)
     for label, m in metrics["per_class"].items():
-        table.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
-                      f"{m['pr_auc']:.3f}", str(m["support"]))
+        table.add_row(
+            label,
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{m['pr_auc']:.3f}",
+            str(m["support"]),
+        )
     console.print(table)
-    console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
-                  f"ECE {metrics['ece']:.3f}")
+    console.print(
+        f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, ECE {metrics['ece']:.3f}"
+    )
     sources = per_source_metrics(records, proba, labels)
     if len(sources) > 1:
         by_source = Table(title="Per source")
@@ -207,6 +235,89 @@ def evaluate(
         for source, m in sources.items():
             by_source.add_row(source, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}")
         console.print(by_source)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    settings: Annotated[
+        Path | None, typer.Option("--settings", help="Settings TOML (RAQIB_SETTINGS_FILE).")
+    ] = None,
+) -> None:
+    """Run the scoring API (uvicorn on serving.app:create_app); settings from RAQIB_* env or --settings."""
+    from serving.app import run
+
+    run(host=host, port=port, workers=workers, settings_file=settings)
+
+
+@app.command()
+def anchors(
+    data: Annotated[Path, typer.Option("--data", help="Public build (raqib datasets build).")] = Path(
+        "data/build/public.jsonl"
+    ),
+    output: Annotated[Path | None, typer.Option("-o", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Our Pipeline under published protocols: YouTube 10-fold & leave-one-video-out, SemEval, AOC."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.anchors import aoc_constructed_anchor, semeval_anchors, youtube_anchors
+    from training.contract import ContractError, read_records
+    from training.data import load_starter
+
+    console = Console()
+    try:
+        records = read_records(data)
+        starter = [r for r in load_starter("data/starter") if r.article_title]
+    except ContractError as exc:
+        _fail(f"{exc} (run `raqib datasets build` first)")
+    aoc_context = [r for r in records if r.source in ("aoc", "aoc_repaired")]
+    with console.status("YouTube: 10-fold and leave-one-video-out"):
+        youtube = youtube_anchors(records)
+    with console.status("SemEval-2015 Arabic: question-grouped folds"):
+        semeval = semeval_anchors(records, starter + aoc_context)
+    with console.status("AOC constructed pairs: bucket-grouped folds"):
+        aoc = aoc_constructed_anchor(records, starter)
+    table = Table(title="Published anchors (protocols in training/anchors.py)")
+    for column in ("data set", "protocol", "ours", "published / baseline"):
+        table.add_column(column)
+    if "skipped" not in youtube:
+        table.add_row(
+            "YouTube Spam",
+            "pooled stratified 10-fold accuracy",
+            _percent(youtube["pooled_10fold_accuracy"]),
+            "95.33 % (TF-IDF + LinearSVC)",
+        )
+        table.add_row("YouTube Spam", "pooled 10-fold spam F1", f"{youtube['pooled_10fold_spam_f1']:.3f}", "")
+        table.add_row("YouTube Spam", "leave-one-video-out macro-F1", f"{youtube['lovo_macro_f1']:.3f}", "")
+    if "skipped" not in semeval:
+        table.add_row(
+            "SemEval-2015 ar (shared half)",
+            "off_topic ROC-AUC, grouped by question",
+            f"{semeval['off_topic_auc']:.3f}",
+            "0.5 (chance)",
+        )
+        table.add_row(
+            "SemEval-2015 ar (shared half)",
+            "MAP, answers ranked by p(on_topic)",
+            f"{semeval['map_by_on_topic_score']:.3f}",
+            f"{semeval['map_random_baseline']:.3f} (random ranking)",
+        )
+    if "skipped" not in aoc:
+        table.add_row(
+            "AOC re-paired (constructed)",
+            "off_topic ROC-AUC, bucket-grouped",
+            f"{aoc['off_topic_auc']:.3f}",
+            "0.5 (chance)",
+        )
+    console.print(table)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(
+            json.dumps({"youtube": youtube, "semeval2015": semeval, "aoc": aoc}, indent=2), encoding="utf-8"
+        )
 
 
 def _load_pipeline(model: str):  # type: ignore[no-untyped-def]

@@ -73,7 +73,9 @@ def validate_record(
     unknown = sorted(k for k in raw if k not in CANONICAL_COLUMNS)
     if unknown:
         raise ContractError(
-            path, line, unknown[0],
+            path,
+            line,
+            unknown[0],
             f"unknown column (expected some of: {', '.join(CANONICAL_COLUMNS)})",
         )
     text = raw.get("text")
@@ -87,12 +89,16 @@ def validate_record(
     if label is not None:
         if not LABEL_PATTERN.match(label):
             raise ContractError(
-                path, line, "label",
+                path,
+                line,
+                "label",
                 f"label {label!r} is not a lower_snake_case name",
             )
         if allowed_labels is not None and label not in allowed_labels:
             raise ContractError(
-                path, line, "label",
+                path,
+                line,
+                "label",
                 f"unknown label {label!r} (known: {', '.join(allowed_labels)})",
             )
     for column in OPTIONAL_COLUMNS:
@@ -159,8 +165,7 @@ def read_records(
 ) -> list[LabeledRecord]:
     """Read and validate every record of a canonical JSONL/CSV file."""
     return [
-        validate_record(row, path=path, line=n, require_label=require_label,
-                        allowed_labels=allowed_labels)
+        validate_record(row, path=path, line=n, require_label=require_label, allowed_labels=allowed_labels)
         for n, row in iter_raw_rows(path)
     ]
 

@@ -21,8 +21,7 @@ STARTER_ARTICLES = "articles.jsonl"
 STARTER_COMMENTS = "comments.jsonl"
 
 
-def load_starter(directory: str | Path, allowed_labels: Sequence[str] | None = None
-                 ) -> list[LabeledRecord]:
+def load_starter(directory: str | Path, allowed_labels: Sequence[str] | None = None) -> list[LabeledRecord]:
     """The authored starter corpus with each comment joined to its article."""
     directory = Path(directory)
     articles_path = directory / STARTER_ARTICLES
@@ -47,15 +46,17 @@ def load_starter(directory: str | Path, allowed_labels: Sequence[str] | None = N
         if record.article_id:
             article = articles.get(record.article_id)
             if article is None:
-                raise ContractError(comments_path, index, "article_id",
-                                    f"unknown article {record.article_id!r}")
+                raise ContractError(
+                    comments_path, index, "article_id", f"unknown article {record.article_id!r}"
+                )
             record = replace(record, article_title=article["title"], article_text=article["text"])
         records.append(record)
     return records
 
 
-def load_labeled_dir(directory: str | Path, allowed_labels: Sequence[str] | None = None
-                     ) -> list[LabeledRecord]:
+def load_labeled_dir(
+    directory: str | Path, allowed_labels: Sequence[str] | None = None
+) -> list[LabeledRecord]:
     """Every canonical JSONL file under data/labeled/ (imports and feedback exports)."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -66,8 +67,9 @@ def load_labeled_dir(directory: str | Path, allowed_labels: Sequence[str] | None
     return records
 
 
-def gather(config: DataConfig, labels: Sequence[str], root: Path = Path(".")
-           ) -> tuple[list[LabeledRecord], dict[str, str]]:
+def gather(
+    config: DataConfig, labels: Sequence[str], root: Path = Path(".")
+) -> tuple[list[LabeledRecord], dict[str, str]]:
     """All records the config names, and a note per input on what was used or skipped."""
     notes: dict[str, str] = {}
     records: list[LabeledRecord] = []
@@ -78,13 +80,17 @@ def gather(config: DataConfig, labels: Sequence[str], root: Path = Path(".")
     if config.public:
         public_path = root / config.public
         if public_path.is_file():
-            public = [r for r in read_records(public_path)
-                      if r.source not in config.exclude_sources and r.label in labels]
+            public = [
+                r
+                for r in read_records(public_path)
+                if r.source not in config.exclude_sources and r.label in labels
+            ]
             records += public
             notes["public"] = f"{len(public)} records from {config.public}"
         elif config.require_public:
-            raise ContractError(public_path, None, None,
-                                "public build not found (run `raqib datasets build` first)")
+            raise ContractError(
+                public_path, None, None, "public build not found (run `raqib datasets build` first)"
+            )
         else:
             notes["public"] = f"skipped: {config.public} not found (run `raqib datasets build`)"
     if config.labeled_dir:
@@ -102,17 +108,16 @@ def _with_id(record: LabeledRecord) -> LabeledRecord:
     return replace(record, comment_id=f"anon:{digest}")
 
 
-def cap_sources(records: Sequence[LabeledRecord], config: DataConfig, seed: int
-                ) -> list[LabeledRecord]:
+def cap_sources(records: Sequence[LabeledRecord], config: DataConfig, seed: int) -> list[LabeledRecord]:
     """Keep at most the configured number of rows per (source, label), sampled with a seed."""
     buckets: dict[tuple[str, str], list[LabeledRecord]] = defaultdict(list)
     for record in records:
         buckets[(record.source or "unknown", record.label or "")].append(record)
     kept: list[LabeledRecord] = []
     for (source, label), group in sorted(buckets.items()):
-        cap = config.max_per_source_label.get(f"{source}:{label}",
-                                              config.max_per_source_label.get(
-                                                  source, config.default_max_per_source_label))
+        cap = config.max_per_source_label.get(
+            f"{source}:{label}", config.max_per_source_label.get(source, config.default_max_per_source_label)
+        )
         if cap is not None and len(group) > cap:
             rng = random.Random(f"{seed}:{source}:{label}")
             group = sorted(rng.sample(group, cap), key=lambda r: r.comment_id or r.text)
@@ -125,8 +130,7 @@ def record_group(record: LabeledRecord) -> str:
     return group_key(record.article_id, record.comment_id, record.text)
 
 
-def split_frozen(records: Sequence[LabeledRecord]
-                 ) -> tuple[list[LabeledRecord], list[LabeledRecord]]:
+def split_frozen(records: Sequence[LabeledRecord]) -> tuple[list[LabeledRecord], list[LabeledRecord]]:
     """(train, frozen evaluation) by article-grouped hash buckets; no article on both sides."""
     train, frozen = [], []
     for record in records:
@@ -134,8 +138,9 @@ def split_frozen(records: Sequence[LabeledRecord]
     return train, frozen
 
 
-def augment_context(records: Sequence[LabeledRecord], config: AugmentConfig, seed: int
-                    ) -> list[LabeledRecord]:
+def augment_context(
+    records: Sequence[LabeledRecord], config: AugmentConfig, seed: int
+) -> list[LabeledRecord]:
     """Add copies with partial or no article, and article-less spam/abuse under some article.
 
     CMSs send full articles, titles only or nothing; the model must see every label in every
@@ -146,23 +151,39 @@ def augment_context(records: Sequence[LabeledRecord], config: AugmentConfig, see
       from the same records (CONSTRUCTED context: spam and abuse do not depend on the story).
     """
     rng = random.Random(seed)
-    pool = sorted({(r.article_id, r.article_title or "", r.article_text or "")
-                   for r in records if r.article_id and (r.article_title or r.article_text)})
+    pool = sorted(
+        {
+            (r.article_id, r.article_title or "", r.article_text or "")
+            for r in records
+            if r.article_id and (r.article_title or r.article_text)
+        }
+    )
     out = list(records)
     for record in records:
         has_article = bool(record.article_title or record.article_text)
         if has_article:
             if record.article_title and record.article_text and rng.random() < config.title_only_rate:
-                out.append(replace(record, article_text=None,
-                                   comment_id=f"{record.comment_id}#title_only"))
+                out.append(replace(record, article_text=None, comment_id=f"{record.comment_id}#title_only"))
             if record.label != OFF_TOPIC and rng.random() < config.no_article_rate:
-                out.append(replace(record, article_title=None, article_text=None,
-                                   comment_id=f"{record.comment_id}#no_article"))
+                out.append(
+                    replace(
+                        record,
+                        article_title=None,
+                        article_text=None,
+                        comment_id=f"{record.comment_id}#no_article",
+                    )
+                )
         elif record.label != OFF_TOPIC and pool and rng.random() < config.attach_article_rate:
             article_id, title, text = pool[rng.randrange(len(pool))]
-            out.append(replace(record, article_id=article_id, article_title=title or None,
-                               article_text=text or None,
-                               comment_id=f"{record.comment_id}#attached"))
+            out.append(
+                replace(
+                    record,
+                    article_id=article_id,
+                    article_title=title or None,
+                    article_text=text or None,
+                    comment_id=f"{record.comment_id}#attached",
+                )
+            )
     return out
 
 

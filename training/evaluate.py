@@ -38,8 +38,7 @@ def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, bins: 
     return float(ece)
 
 
-def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str]
-                           ) -> dict[str, Any]:
+def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Per-class P/R/F1, macro-F1, accuracy, PR-AUC, confusion matrix, calibration error."""
     labels = list(labels)
     y_idx = np.array([labels.index(y) for y in y_true])
@@ -50,17 +49,22 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     per_class = {}
     for k, label in enumerate(labels):
         positives = (y_idx == k).astype(int)
-        pr_auc = (float(average_precision_score(positives, proba[:, k]))
-                  if 0 < positives.sum() < len(positives) else float("nan"))
+        pr_auc = (
+            float(average_precision_score(positives, proba[:, k]))
+            if 0 < positives.sum() < len(positives)
+            else float("nan")
+        )
         per_class[label] = {
-            "precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-            "support": int(support[k]), "pr_auc": pr_auc,
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "support": int(support[k]),
+            "pr_auc": pr_auc,
         }
     present = [k for k in range(len(labels)) if (y_idx == k).any()]
     return {
         "accuracy": float(accuracy_score(y_idx, y_pred_idx)),
-        "macro_f1": float(f1_score(y_idx, y_pred_idx, labels=present, average="macro",
-                                   zero_division=0)),
+        "macro_f1": float(f1_score(y_idx, y_pred_idx, labels=present, average="macro", zero_division=0)),
         "ece": expected_calibration_error(y_idx, proba),
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(y_idx, y_pred_idx, labels=range(len(labels))).tolist(),
@@ -69,9 +73,16 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     }
 
 
-def choose_thresholds(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str], *,
-                      target_precision: float, target_recall: float, min_support: int,
-                      acceptable: str = ACCEPTABLE_LABEL) -> dict[str, dict[str, float]]:
+def choose_thresholds(
+    y_true: Sequence[str],
+    proba: np.ndarray,
+    labels: Sequence[str],
+    *,
+    target_precision: float,
+    target_recall: float,
+    min_support: int,
+    acceptable: str = ACCEPTABLE_LABEL,
+) -> dict[str, dict[str, float]]:
     """reject_at per label for the target precision; review_at for the target recall.
 
     Chosen on out-of-fold predictions. A label that cannot reach the target precision with at
@@ -113,8 +124,9 @@ def choose_thresholds(y_true: Sequence[str], proba: np.ndarray, labels: Sequence
     return {"reject_at": reject_at, "review_at": review_at}
 
 
-def per_source_metrics(records: Sequence[LabeledRecord], proba: np.ndarray,
-                       labels: Sequence[str]) -> dict[str, dict[str, float]]:
+def per_source_metrics(
+    records: Sequence[LabeledRecord], proba: np.ndarray, labels: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """Accuracy and macro-F1 per source (where the label set allows)."""
     out: dict[str, dict[str, float]] = {}
     sources = sorted({r.source or "unknown" for r in records})
@@ -134,8 +146,14 @@ def per_source_metrics(records: Sequence[LabeledRecord], proba: np.ndarray,
 
 def context_variants(records: Sequence[LabeledRecord]) -> dict[str, list[LabeledRecord]]:
     """Real (comment, own article) on-topic pairs as title+body, title only and no article."""
-    pairs = [r for r in records if r.label == ON_TOPIC and r.source in REAL_ON_TOPIC_PAIR_SOURCES
-             and r.article_title and r.article_text]
+    pairs = [
+        r
+        for r in records
+        if r.label == ON_TOPIC
+        and r.source in REAL_ON_TOPIC_PAIR_SOURCES
+        and r.article_title
+        and r.article_text
+    ]
     return {
         "title_and_body": pairs,
         "title_only": [replace(r, article_text=None) for r in pairs],
@@ -143,8 +161,9 @@ def context_variants(records: Sequence[LabeledRecord]) -> dict[str, list[Labeled
     }
 
 
-def false_off_topic_rates(predict_proba: Any, records: Sequence[LabeledRecord],
-                          labels: Sequence[str], thresholds: Thresholds) -> dict[str, dict[str, float]]:
+def false_off_topic_rates(
+    predict_proba: Any, records: Sequence[LabeledRecord], labels: Sequence[str], thresholds: Thresholds
+) -> dict[str, dict[str, float]]:
     """Share of real on-topic pairs called off_topic (argmax) or rejected, per context kind."""
     from training.data import to_frame
 
@@ -171,8 +190,9 @@ def false_off_topic_rates(predict_proba: Any, records: Sequence[LabeledRecord],
     return out
 
 
-def off_topic_auc(records: Sequence[LabeledRecord], proba: np.ndarray, labels: Sequence[str],
-                  sources: Sequence[str]) -> float | None:
+def off_topic_auc(
+    records: Sequence[LabeledRecord], proba: np.ndarray, labels: Sequence[str], sources: Sequence[str]
+) -> float | None:
     """ROC-AUC of p(off_topic) separating off_topic from on_topic pairs of the given sources."""
     labels = list(labels)
     if OFF_TOPIC not in labels:

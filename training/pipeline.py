@@ -27,10 +27,24 @@ def build_features(config: FeatureConfig) -> SequentialFeatureUnion:
     """The feature union: char and word n-grams, article relation, spam signals."""
     return SequentialFeatureUnion(
         [
-            ("char", TextNgrams(analyzer="char_wb", ngram_range=config.char_ngrams,
-                                min_df=config.min_df, max_features=config.max_char_features)),
-            ("word", TextNgrams(analyzer="word", ngram_range=config.word_ngrams,
-                                min_df=config.min_df, max_features=config.max_word_features)),
+            (
+                "char",
+                TextNgrams(
+                    analyzer="char_wb",
+                    ngram_range=config.char_ngrams,
+                    min_df=config.min_df,
+                    max_features=config.max_char_features,
+                ),
+            ),
+            (
+                "word",
+                TextNgrams(
+                    analyzer="word",
+                    ngram_range=config.word_ngrams,
+                    min_df=config.min_df,
+                    max_features=config.max_word_features,
+                ),
+            ),
             ("context", ArticleRelation(n_components=config.lsa_components, min_df=config.min_df)),
             ("signals", SpamSignals()),
         ],
@@ -47,32 +61,46 @@ def build_classifier(kind: str, params: dict[str, Any], seed: int = 13) -> Any:
     """A candidate classifier with calibrated probabilities."""
     if kind == "logreg":
         return LogisticRegression(
-            C=params.get("C", 10.0), class_weight=params.get("class_weight", "balanced"),
-            max_iter=params.get("max_iter", 2000), tol=params.get("tol", 1e-4), solver="lbfgs",
+            C=params.get("C", 10.0),
+            class_weight=params.get("class_weight", "balanced"),
+            max_iter=params.get("max_iter", 2000),
+            tol=params.get("tol", 1e-4),
+            solver="lbfgs",
         )
     if kind == "linear_svc":
         return CalibratedClassifierCV(
             LinearSVC(C=params.get("C", 0.5), class_weight=params.get("class_weight", "balanced")),
-            method="sigmoid", cv=params.get("cv", 3),
+            method="sigmoid",
+            cv=params.get("cv", 3),
         )
     if kind == "complement_nb":
         return ComplementNB(alpha=params.get("alpha", 0.3))
     if kind == "sgd":
         if params.get("loss") == "log_loss":  # probabilistic already: no calibration folds needed
-            return SGDClassifier(loss="log_loss", alpha=params.get("alpha", 1e-5),
-                                 class_weight=params.get("class_weight", "balanced"),
-                                 max_iter=params.get("max_iter", 50), tol=1e-3, random_state=seed)
+            return SGDClassifier(
+                loss="log_loss",
+                alpha=params.get("alpha", 1e-5),
+                class_weight=params.get("class_weight", "balanced"),
+                max_iter=params.get("max_iter", 50),
+                tol=1e-3,
+                random_state=seed,
+            )
         return CalibratedClassifierCV(
-            SGDClassifier(loss="modified_huber", alpha=params.get("alpha", 1e-5),
-                          class_weight=params.get("class_weight", "balanced"),
-                          max_iter=params.get("max_iter", 200), tol=1e-4, random_state=seed),
-            method="sigmoid", cv=params.get("cv", 3),
+            SGDClassifier(
+                loss="modified_huber",
+                alpha=params.get("alpha", 1e-5),
+                class_weight=params.get("class_weight", "balanced"),
+                max_iter=params.get("max_iter", 200),
+                tol=1e-4,
+                random_state=seed,
+            ),
+            method="sigmoid",
+            cv=params.get("cv", 3),
         )
     raise ValueError(f"unknown classifier kind {kind!r} (choose from {', '.join(CANDIDATE_KINDS)})")
 
 
-def build_pipeline(features: FeatureConfig, kind: str, params: dict[str, Any],
-                   seed: int = 13) -> Pipeline:
+def build_pipeline(features: FeatureConfig, kind: str, params: dict[str, Any], seed: int = 13) -> Pipeline:
     """The full model Pipeline over a DataFrame of canonical columns."""
     return Pipeline(
         [

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import write_bundle
+from serving.bundle import default_tracking_uri as _store_uri
+from serving.bundle import write_bundle
 from training.contract import read_records, write_jsonl
 from training.train import TrainResult
 
@@ -25,18 +26,11 @@ BUNDLE_ARTIFACT = "bundle/metadata.json"
 PACKAGES = ("raqib", "scikit-learn", "numpy", "scipy", "pandas", "pyarabic", "joblib", "mlflow")
 
 
-def default_tracking_uri(root: Path) -> str:
-    """sqlite store under experiments/ unless MLFLOW_TRACKING_URI says otherwise."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{(root / 'experiments' / 'mlflow.db').resolve()}"
-    )
-
-
 def configure(root: Path = Path(".")) -> str:
     """Point mlflow at the tracking store; returns the URI in use."""
     import mlflow
 
-    uri = default_tracking_uri(root)
+    uri = _store_uri(root)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -116,7 +110,8 @@ def _plots(result: TrainResult, directory: Path) -> list[Path]:
     labels = frozen["labels"]
     fig, ax = plt.subplots(figsize=(6, 5))
     ConfusionMatrixDisplay(np.array(frozen["confusion_matrix"]), display_labels=labels).plot(
-        ax=ax, colorbar=False, xticks_rotation=30)
+        ax=ax, colorbar=False, xticks_rotation=30
+    )
     ax.set_title("Frozen evaluation set")
     fig.tight_layout()
     paths.append(directory / "confusion_matrix.png")
@@ -153,7 +148,8 @@ def model_card(result: TrainResult, version: str | None = None) -> str:
         "## Data",
         f"Training rows: {result.fingerprint['rows']} (sha256 `{result.fingerprint['sha256'][:16]}…`).",
         "",
-        "| source | rows |", "|---|---|",
+        "| source | rows |",
+        "|---|---|",
         *[f"| {s} | {n} |" for s, n in result.fingerprint["by_source"].items()],
         "",
         "Constructed labels: `aoc_repaired` off_topic pairs are AOC comments re-paired with another",
@@ -164,16 +160,31 @@ def model_card(result: TrainResult, version: str | None = None) -> str:
         f"macro-F1 {frozen.get('macro_f1', float('nan')):.3f}, accuracy "
         f"{frozen.get('accuracy', float('nan')):.3f}, ECE {frozen.get('ece', float('nan')):.3f}.",
         "",
-        "| label | precision | recall | F1 | PR-AUC | support |", "|---|---|---|---|---|---|",
+        "| label | precision | recall | F1 | PR-AUC | support |",
+        "|---|---|---|---|---|---|",
     ]
     for label, m in frozen.get("per_class", {}).items():
-        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-                     f"{m['pr_auc']:.3f} | {m['support']} |")
-    lines += ["", "## Thresholds", "```json", json.dumps(result.thresholds, indent=2), "```", "",
-              "## False off-topic rate on real (comment, own article) pairs", "```json",
-              json.dumps(result.metrics.get("false_off_topic", {}), indent=2), "```", "",
-              "## Corpus leakage check", "```json",
-              json.dumps(result.metrics.get("leakage", {}), indent=2), "```"]
+        lines.append(
+            f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
+            f"{m['pr_auc']:.3f} | {m['support']} |"
+        )
+    lines += [
+        "",
+        "## Thresholds",
+        "```json",
+        json.dumps(result.thresholds, indent=2),
+        "```",
+        "",
+        "## False off-topic rate on real (comment, own article) pairs",
+        "```json",
+        json.dumps(result.metrics.get("false_off_topic", {}), indent=2),
+        "```",
+        "",
+        "## Corpus leakage check",
+        "```json",
+        json.dumps(result.metrics.get("leakage", {}), indent=2),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +197,9 @@ class RegisteredRun:
     tracking_uri: str
 
 
-def log_and_register(result: TrainResult, root: Path = Path("."), config_path: str | None = None
-                     ) -> RegisteredRun:
+def log_and_register(
+    result: TrainResult, root: Path = Path("."), config_path: str | None = None
+) -> RegisteredRun:
     """Log the run (params, metrics, plots, card, data), register the model, alias challenger."""
     import mlflow
     import mlflow.sklearn
@@ -199,32 +211,36 @@ def log_and_register(result: TrainResult, root: Path = Path("."), config_path: s
     uri = configure(root)
     experiment_id = _experiment_id(result.config.name, root)
     metadata = bundle_metadata(result)
-    with mlflow.start_run(experiment_id=experiment_id) as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        mlflow.log_params({
-            "classifier": result.best["kind"],
-            **{f"clf.{k}": v for k, v in result.best["params"].items()},
-            **{f"features.{k}": v for k, v in result.config.features.model_dump().items()},
-            **{f"augment.{k}": v for k, v in result.config.augment.model_dump().items()},
-            "seed": result.config.seed,
-            "config_file": config_path or "(defaults)",
-        })
-        mlflow.log_metrics(_flat_metrics({k: v for k, v in result.metrics.items()
-                                          if k != "frozen"}))
+        mlflow.log_params(
+            {
+                "classifier": result.best["kind"],
+                **{f"clf.{k}": v for k, v in result.best["params"].items()},
+                **{f"features.{k}": v for k, v in result.config.features.model_dump().items()},
+                **{f"augment.{k}": v for k, v in result.config.augment.model_dump().items()},
+                "seed": result.config.seed,
+                "config_file": config_path or "(defaults)",
+            }
+        )
+        mlflow.log_metrics(_flat_metrics({k: v for k, v in result.metrics.items() if k != "frozen"}))
         frozen = result.metrics.get("frozen", {})
-        mlflow.log_metrics(_flat_metrics({k: frozen[k] for k in ("accuracy", "macro_f1", "ece")
-                                          if k in frozen}, "frozen."))
+        mlflow.log_metrics(
+            _flat_metrics({k: frozen[k] for k in ("accuracy", "macro_f1", "ece") if k in frozen}, "frozen.")
+        )
         for label, m in frozen.get("per_class", {}).items():
             mlflow.log_metrics(_flat_metrics(m, f"frozen.{label}."))
-        mlflow.set_tags({
-            "data.sha256": result.fingerprint["sha256"],
-            "data.rows": str(result.fingerprint["rows"]),
-            "frozen.sha256": result.frozen_fingerprint["sha256"],
-        })
+        mlflow.set_tags(
+            {
+                "data.sha256": result.fingerprint["sha256"],
+                "data.rows": str(result.fingerprint["rows"]),
+                "frozen.sha256": result.frozen_fingerprint["sha256"],
+            }
+        )
         mlflow.log_dict(result.config.model_dump(mode="json"), "config.json")
-        mlflow.log_dict({"train": result.fingerprint, "frozen": result.frozen_fingerprint},
-                        "data/fingerprint.json")
+        mlflow.log_dict(
+            {"train": result.fingerprint, "frozen": result.frozen_fingerprint}, "data/fingerprint.json"
+        )
         mlflow.log_dict(result.metrics, "metrics/all.json")
         mlflow.log_dict({"candidates": result.candidates}, "metrics/candidates.json")
         mlflow.log_dict(result.metrics.get("frozen_per_source", {}), "metrics/per_source.json")
@@ -246,8 +262,9 @@ def log_and_register(result: TrainResult, root: Path = Path("."), config_path: s
             signature=signature,
             input_example=example if len(example) else None,
             registered_model_name=result.config.registered_model,
-            pip_requirements=[f"{p}=={v}" for p, v in library_versions().items()
-                              if p not in ("python", "raqib", "mlflow")],
+            pip_requirements=[
+                f"{p}=={v}" for p, v in library_versions().items() if p not in ("python", "raqib", "mlflow")
+            ],
         )
         version = str(info.registered_model_version)
         metadata["version"] = version
@@ -276,8 +293,7 @@ def _download_json(run_id: str, artifact: str) -> Any:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact,
-                                                   dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
         return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -286,8 +302,7 @@ def frozen_records_of(run_id: str) -> list[Any]:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=FROZEN_ARTIFACT,
-                                                   dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=FROZEN_ARTIFACT, dst_path=tmp)
         return read_records(path)
 
 
@@ -319,9 +334,16 @@ def evaluate_version_on(name: str, version: str, records: list[Any]) -> dict[str
     return classification_metrics([r.label for r in records], aligned, labels)
 
 
-def promote(name: str, *, version: str | None = None, force: bool = False, reason: str | None = None,
-            metric: str = "macro_f1", tolerance: float = 0.01, root: Path = Path(".")
-            ) -> GateDecision:
+def promote(
+    name: str,
+    *,
+    version: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    metric: str = "macro_f1",
+    tolerance: float = 0.01,
+    root: Path = Path("."),
+) -> GateDecision:
     """Move `champion` to the challenger (or a given version) only if it is not worse."""
     from mlflow import MlflowClient
 
@@ -336,8 +358,16 @@ def promote(name: str, *, version: str | None = None, force: bool = False, reaso
         raise ValueError("--force needs --reason: promotions that skip the gate are recorded")
     challenger_score = champion_score = None
     if champion is not None and str(champion.version) == str(candidate.version):
-        return GateDecision(False, str(candidate.version), str(champion.version), metric, None,
-                            None, tolerance, "already champion")
+        return GateDecision(
+            False,
+            str(candidate.version),
+            str(champion.version),
+            metric,
+            None,
+            None,
+            tolerance,
+            "already champion",
+        )
     if champion is None:
         verdict, text = True, "no champion yet"
     else:
@@ -345,17 +375,26 @@ def promote(name: str, *, version: str | None = None, force: bool = False, reaso
         challenger_score = evaluate_version_on(name, str(candidate.version), records)[metric]
         champion_score = evaluate_version_on(name, str(champion.version), records)[metric]
         verdict = challenger_score >= champion_score - tolerance
-        text = (f"{metric} {challenger_score:.4f} vs champion {champion_score:.4f} "
-                f"(tolerance {tolerance})")
+        text = f"{metric} {challenger_score:.4f} vs champion {champion_score:.4f} (tolerance {tolerance})"
     if not verdict and force:
         verdict, text = True, f"forced: {reason} ({text})"
-    decision = GateDecision(verdict, str(candidate.version),
-                            str(champion.version) if champion else None, metric,
-                            challenger_score, champion_score, tolerance, text)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, candidate.version, f"gate.{stamp}",
-                                 json.dumps({"promoted": verdict, "reason": text,
-                                             "operator_reason": reason}))
+    decision = GateDecision(
+        verdict,
+        str(candidate.version),
+        str(champion.version) if champion else None,
+        metric,
+        challenger_score,
+        champion_score,
+        tolerance,
+        text,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    client.set_model_version_tag(
+        name,
+        candidate.version,
+        f"gate.{stamp}",
+        json.dumps({"promoted": verdict, "reason": text, "operator_reason": reason}),
+    )
     if verdict:
         client.set_registered_model_alias(name, CHAMPION, candidate.version)
         if reason:
@@ -363,8 +402,14 @@ def promote(name: str, *, version: str | None = None, force: bool = False, reaso
     return decision
 
 
-def export_bundle(name: str, output: Path, *, alias: str | None = CHAMPION,
-                  version: str | None = None, root: Path = Path(".")) -> dict[str, Any]:
+def export_bundle(
+    name: str,
+    output: Path,
+    *,
+    alias: str | None = CHAMPION,
+    version: str | None = None,
+    root: Path = Path("."),
+) -> dict[str, Any]:
     """Write a self-contained serving bundle (joblib pickle + metadata with its sha256)."""
     from mlflow import MlflowClient
 

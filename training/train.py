@@ -67,8 +67,7 @@ def candidate_grid(candidates: Sequence[CandidateConfig]) -> list[tuple[str, dic
     for candidate in candidates:
         keys = sorted(candidate.grid)
         for values in itertools.product(*(candidate.grid[k] for k in keys)) if keys else [()]:
-            settings.append((candidate.kind, {**candidate.params, **dict(zip(keys, values,
-                                                                              strict=True))}))
+            settings.append((candidate.kind, {**candidate.params, **dict(zip(keys, values, strict=True))}))
     return settings
 
 
@@ -89,8 +88,9 @@ def _featurizer(config: ExperimentConfig) -> Pipeline:
     return Pipeline(full.steps[:2])
 
 
-def run_experiment(config: ExperimentConfig, root: Path = Path("."),
-                   progress: Progress = _quiet) -> TrainResult:
+def run_experiment(
+    config: ExperimentConfig, root: Path = Path("."), progress: Progress = _quiet
+) -> TrainResult:
     """Train and evaluate per the config; nothing is logged or registered here."""
     started = time.perf_counter()
     progress("gathering data", 0.02)
@@ -115,8 +115,7 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
     base_groups = [record_group(r) for r in train]
     # Augmented copies follow their original into the same fold.
     origin = {r.comment_id: record_group(r) for r in train}
-    fit_groups = [origin.get((r.comment_id or "").split("#")[0], record_group(r))
-                  for r in fit_records]
+    fit_groups = [origin.get((r.comment_id or "").split("#")[0], record_group(r)) for r in fit_records]
 
     n_splits = max(2, min(config.cv_folds, len(set(base_groups))))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=config.seed)
@@ -131,8 +130,16 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
     progress(f"cross-validating {len(settings)} candidate settings × {len(folds)} folds", 0.2)
     jobs = [(s, fold) for s in range(len(settings)) for fold in range(len(folds))]
     fitted = Parallel(n_jobs=config.n_jobs, prefer="processes")(
-        delayed(_fit_fold)(settings[s][0], settings[s][1], config.seed, x_fit, y_fit, w_fit,
-                           fit_fold != fold, x_train[folds[fold][1]])
+        delayed(_fit_fold)(
+            settings[s][0],
+            settings[s][1],
+            config.seed,
+            x_fit,
+            y_fit,
+            w_fit,
+            fit_fold != fold,
+            x_train[folds[fold][1]],
+        )
         for s, fold in jobs
     )
     candidates: list[dict[str, Any]] = []
@@ -148,15 +155,24 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
             for k, label in enumerate(classes):
                 oof[val_idx, labels.index(label)] = proba[:, k]
         metrics = classification_metrics(y_train, oof, labels)
-        candidates.append({"kind": kind, "params": params, "cv_macro_f1": metrics["macro_f1"],
-                           "cv_accuracy": metrics["accuracy"], "cv_ece": metrics["ece"],
-                           "seconds": round(seconds, 2)})
+        candidates.append(
+            {
+                "kind": kind,
+                "params": params,
+                "cv_macro_f1": metrics["macro_f1"],
+                "cv_accuracy": metrics["accuracy"],
+                "cv_ece": metrics["ece"],
+                "seconds": round(seconds, 2),
+            }
+        )
         oof_by_setting[s] = oof
     best_index = max(range(len(settings)), key=lambda s: candidates[s]["cv_macro_f1"])
     best_kind, best_params = settings[best_index]
     oof = oof_by_setting[best_index]
     thresholds = choose_thresholds(
-        y_train, oof, labels,
+        y_train,
+        oof,
+        labels,
         target_precision=config.thresholds.target_precision,
         target_recall=config.thresholds.target_recall,
         min_support=config.thresholds.min_support,
@@ -165,11 +181,13 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
     progress(f"fitting {best_kind}", 0.75)
     classifier = build_classifier(best_kind, best_params, config.seed)
     classifier.fit(x_fit, y_fit, sample_weight=w_fit)
-    pipeline = Pipeline([
-        (PREPROCESS_STEP, featurizer.named_steps[PREPROCESS_STEP]),
-        (FEATURES_STEP, featurizer.named_steps[FEATURES_STEP]),
-        (CLASSIFIER_STEP, classifier),
-    ])
+    pipeline = Pipeline(
+        [
+            (PREPROCESS_STEP, featurizer.named_steps[PREPROCESS_STEP]),
+            (FEATURES_STEP, featurizer.named_steps[FEATURES_STEP]),
+            (CLASSIFIER_STEP, classifier),
+        ]
+    )
     train_seconds = time.perf_counter() - started
 
     progress("evaluating on the frozen set", 0.85)
@@ -182,9 +200,11 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
         metrics["frozen_per_source"] = per_source_metrics(frozen, proba, labels)
         metrics["frozen_off_topic_auc"] = {
             name: off_topic_auc(frozen, proba, labels, sources)
-            for name, sources in (("aoc_constructed", ("aoc", "aoc_repaired")),
-                                  ("semeval2015", ("semeval2015",)),
-                                  ("starter", ("starter",)))
+            for name, sources in (
+                ("aoc_constructed", ("aoc", "aoc_repaired")),
+                ("semeval2015", ("semeval2015",)),
+                ("starter", ("starter",)),
+            )
         }
 
         def predict(frame: Any) -> np.ndarray:
@@ -196,15 +216,31 @@ def run_experiment(config: ExperimentConfig, root: Path = Path("."),
     metrics["train_seconds"] = round(train_seconds, 2)
     progress("done", 1.0)
     return TrainResult(
-        pipeline=pipeline, labels=labels, thresholds=thresholds,
-        best={"kind": best_kind, "params": best_params}, candidates=candidates, metrics=metrics,
-        fingerprint=fingerprint(train), frozen_fingerprint=fingerprint(frozen), notes=notes,
-        config=config, frozen_records=frozen, train_seconds=train_seconds,
+        pipeline=pipeline,
+        labels=labels,
+        thresholds=thresholds,
+        best={"kind": best_kind, "params": best_params},
+        candidates=candidates,
+        metrics=metrics,
+        fingerprint=fingerprint(train),
+        frozen_fingerprint=fingerprint(frozen),
+        notes=notes,
+        config=config,
+        frozen_records=frozen,
+        train_seconds=train_seconds,
     )
 
 
-def _fit_fold(kind: str, params: dict[str, Any], seed: int, x_fit: Any, y_fit: np.ndarray,
-              w_fit: np.ndarray, fit_mask: np.ndarray, x_val: Any) -> tuple[list[str], np.ndarray, float]:
+def _fit_fold(
+    kind: str,
+    params: dict[str, Any],
+    seed: int,
+    x_fit: Any,
+    y_fit: np.ndarray,
+    w_fit: np.ndarray,
+    fit_mask: np.ndarray,
+    x_val: Any,
+) -> tuple[list[str], np.ndarray, float]:
     """Fit one candidate on one fold's training part; out-of-fold probabilities and seconds."""
     started = time.perf_counter()
     clf = build_classifier(kind, params, seed)
@@ -219,13 +255,13 @@ def _reorder(proba: np.ndarray, model_labels: list[str], labels: list[str]) -> n
     return out
 
 
-def _aligned_proba(pipeline: Pipeline, records: Sequence[LabeledRecord], model_labels: list[str],
-                   labels: list[str]) -> np.ndarray:
+def _aligned_proba(
+    pipeline: Pipeline, records: Sequence[LabeledRecord], model_labels: list[str], labels: list[str]
+) -> np.ndarray:
     return _reorder(pipeline.predict_proba(to_frame(records)), model_labels, labels)
 
 
-def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed: int
-                   ) -> dict[str, Any]:
+def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed: int) -> dict[str, Any]:
     """Can the same features tell which corpus a comment came from? (High = shortcut risk.)
 
     Fits a linear (log-loss SGD) classifier predicting `source` from the model's own features with

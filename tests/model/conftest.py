@@ -17,10 +17,12 @@ def starter_model():
     from training.train import run_experiment
 
     config = load_config(REPO / "experiments" / "starter.toml")
-    config = config.model_copy(update={
-        "candidates": (CandidateConfig(kind="logreg", params={"C": 10.0}),),
-        "data": config.data.model_copy(update={"labeled_dir": None}),
-    })
+    config = config.model_copy(
+        update={
+            "candidates": (CandidateConfig(kind="logreg", params={"C": 10.0}),),
+            "data": config.data.model_copy(update={"labeled_dir": None}),
+        }
+    )
     result = run_experiment(config, REPO)
     metadata = bundle_metadata(result) | {"version": "test", "sha256": "-"}
     return ModerationModel(result.pipeline, metadata)

@@ -16,9 +16,11 @@ INSULT = "اسكت يا حمار يا جاهل يا حقير"
 
 
 def _score(model, text, article=None):
-    item = CommentInput(text=text,
-                        article_title=article["title"] if article else None,
-                        article_text=article["text"] if article else None)
+    item = CommentInput(
+        text=text,
+        article_title=article["title"] if article else None,
+        article_text=article["text"] if article else None,
+    )
     return model.score([item])[0]
 
 
@@ -67,7 +69,7 @@ def test_spam_with_arabic_indic_phone_is_caught(starter_model, seed_case) -> Non
     result = _score(starter_model, text, _seed_article(seed_case))
     assert result.label == "spam"
     assert result.action != APPROVE
-    flagged = [text[s.begin:s.end] for s in result.spans]
+    flagged = [text[s.begin : s.end] for s in result.spans]
     assert any("٠٥٠٧٧٧٦٦٥٥" in piece for piece in flagged)
 
 
@@ -80,11 +82,19 @@ def test_insult_is_abusive_whatever_its_article(starter_model, starter_articles,
 
 def test_english_minimum_functionality(starter_model, starter_articles) -> None:
     phone = starter_articles["starter-a09"]  # English-titled phone launch
-    assert _score(starter_model, "Free iPhone giveaway!!! subscribe to my channel http://promo.example/win",
-                  phone).label == "spam"
+    assert (
+        _score(
+            starter_model, "Free iPhone giveaway!!! subscribe to my channel http://promo.example/win", phone
+        ).label
+        == "spam"
+    )
     assert _score(starter_model, "you are a stupid idiot, shut up", phone).label == "abusive"
-    assert _score(starter_model, "The battery life on the X7 looks much better than last year's model",
-                  phone).label == "on_topic"
+    assert (
+        _score(
+            starter_model, "The battery life on the X7 looks much better than last year's model", phone
+        ).label
+        == "on_topic"
+    )
 
 
 def test_direction_adding_a_phone_number_raises_spam(starter_model, seed_case) -> None:

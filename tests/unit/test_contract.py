@@ -17,11 +17,14 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_reads_jsonl_and_csv_alike(tmp_path: Path) -> None:
-    rows = [{"text": "تعليق جيد", "label": "on_topic", "article_id": "a1"},
-            {"text": "buy now", "label": "spam"}]
+    rows = [
+        {"text": "تعليق جيد", "label": "on_topic", "article_id": "a1"},
+        {"text": "buy now", "label": "spam"},
+    ]
     from_jsonl = read_records(_jsonl(tmp_path / "x.jsonl", rows))
-    (tmp_path / "x.csv").write_text("text,label,article_id\nتعليق جيد,on_topic,a1\nbuy now,spam,\n",
-                                    encoding="utf-8")
+    (tmp_path / "x.csv").write_text(
+        "text,label,article_id\nتعليق جيد,on_topic,a1\nbuy now,spam,\n", encoding="utf-8"
+    )
     from_csv = read_records(tmp_path / "x.csv")
     assert from_jsonl == from_csv
     assert from_jsonl[0].article_id == "a1" and from_jsonl[1].article_id is None
@@ -47,8 +50,9 @@ def test_extra_labels_are_allowed_unless_restricted(tmp_path: Path) -> None:
         ('{"text": 5, "label": "spam"}\n', 1, "text", "not a string"),
     ],
 )
-def test_bad_jsonl_records_are_located(tmp_path: Path, content: str, line: int, field: str | None,
-                                       message: str) -> None:
+def test_bad_jsonl_records_are_located(
+    tmp_path: Path, content: str, line: int, field: str | None, message: str
+) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ContractError) as info:

@@ -20,8 +20,9 @@ from training.datasets.registry import DEFAULT_SOURCES, BuildResult, build
 
 pytestmark = pytest.mark.datasets
 
-ROOT = Path(os.environ.get("RAQIB_DATASETS") or
-            Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+ROOT = Path(
+    os.environ.get("RAQIB_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+)
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 EXPECTED = {

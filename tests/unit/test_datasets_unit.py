@@ -37,8 +37,12 @@ pytestmark = pytest.mark.unit
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 # Invented addresses and names: none of them may reach any output.
 SECRET_EMAILS = (
-    "reader.one@example.com", "editor-desk@example.org", "fan_99@example.net",
-    "sms.promo@example.co", "tweet.ads@example.com", "asker@example.info",
+    "reader.one@example.com",
+    "editor-desk@example.org",
+    "fan_99@example.net",
+    "sms.promo@example.co",
+    "tweet.ads@example.com",
+    "asker@example.info",
 )
 SECRET_NAMES = ("Commenter Zeta", "Viewer Omega", "fox_user_17", "qari_x")
 
@@ -66,11 +70,17 @@ def _aoc_articles() -> list[dict[str, str]]:
         site, prefix, url = SITES[i % 3]
         news_id = 900000 + i
         title, body = TOPICS[i % len(TOPICS)]
-        articles.append({
-            "docid": f"{site}_{news_id}_article", "site": site, "news_id": str(news_id),
-            "url": url.format(n=news_id), "htmlTitle": f"{prefix}{title} رقم {i}",
-            "title": f"{title} رقم {i}", "body": body,
-        })
+        articles.append(
+            {
+                "docid": f"{site}_{news_id}_article",
+                "site": site,
+                "news_id": str(news_id),
+                "url": url.format(n=news_id),
+                "htmlTitle": f"{prefix}{title} رقم {i}",
+                "title": f"{title} رقم {i}",
+                "body": body,
+            }
+        )
     # A raw double quote inside the title attribute, as in the real file.
     articles[1]["htmlTitle"] = SITES[1][1] + '"الوزارة" تعلن القرار'
     articles[1]["title"] = '"الوزارة" تعلن القرار'
@@ -132,14 +142,34 @@ def write_semeval(root: Path) -> None:
     folder = root / "semeval2015_t3_arabic_cqa_half"
     folder.mkdir(parents=True, exist_ok=True)
     rows = [
-        ("101", "فقه > صلاة", "سؤال عن الصلاة", "ما حكم الجمع بين الصلاتين؟", "5001", "direct",
-         "يجوز الجمع في السفر والمطر."),
-        ("101", "فقه > صلاة", "سؤال عن الصلاة", "ما حكم الجمع بين الصلاتين؟", "5002", "related",
-         f"راجع الفتوى السابقة أو راسل {SECRET_EMAILS[5]}"),
-        ("101", "فقه > صلاة", "سؤال عن الصلاة", "ما حكم الجمع بين الصلاتين؟", "5003",
-         "irrelevant", "زكاة الفطر صاع من طعام."),
-        ("102", "معاملات", "سؤال عن البيع", "هل يجوز البيع بالتقسيط؟", "5004", "direct",
-         "نعم يجوز بشروط."),
+        (
+            "101",
+            "فقه > صلاة",
+            "سؤال عن الصلاة",
+            "ما حكم الجمع بين الصلاتين؟",
+            "5001",
+            "direct",
+            "يجوز الجمع في السفر والمطر.",
+        ),
+        (
+            "101",
+            "فقه > صلاة",
+            "سؤال عن الصلاة",
+            "ما حكم الجمع بين الصلاتين؟",
+            "5002",
+            "related",
+            f"راجع الفتوى السابقة أو راسل {SECRET_EMAILS[5]}",
+        ),
+        (
+            "101",
+            "فقه > صلاة",
+            "سؤال عن الصلاة",
+            "ما حكم الجمع بين الصلاتين؟",
+            "5003",
+            "irrelevant",
+            "زكاة الفطر صاع من طعام.",
+        ),
+        ("102", "معاملات", "سؤال عن البيع", "هل يجوز البيع بالتقسيط؟", "5004", "direct", "نعم يجوز بشروط."),
     ]
     with (folder / "pairs.shared-half.csv").open("w", encoding="utf-8", newline="") as h:
         writer = csv.writer(h)
@@ -155,13 +185,16 @@ def write_youtube(root: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, video in enumerate(YOUTUBE_VIDEOS, start=1):
         rows = [
-            (f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA1", SECRET_NAMES[1], f"2014-01-0{i}T10:00:00",
-             "subscribe to my channel &amp; win a prize http://example.com/x", "1"),
-            (f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA2", SECRET_NAMES[1], "",
-             "great song<br />love it", "0"),
+            (
+                f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA1",
+                SECRET_NAMES[1],
+                f"2014-01-0{i}T10:00:00",
+                "subscribe to my channel &amp; win a prize http://example.com/x",
+                "1",
+            ),
+            (f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA2", SECRET_NAMES[1], "", "great song<br />love it", "0"),
             # Same comment twice under the same id (dropped by de-duplication).
-            (f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA2", SECRET_NAMES[1], "",
-             "great song<br />love it", "0"),
+            (f"ID{video}AAAAAAAAAAAAAAAAAAAAAAAA2", SECRET_NAMES[1], "", "great song<br />love it", "0"),
         ]
         path = folder / f"Youtube0{i}-{video}.csv"
         with path.open("w", encoding="utf-8", newline="") as h:
@@ -172,10 +205,14 @@ def write_youtube(root: Path) -> None:
             # A row with an unclosed quote swallows the next rows (as in the real Eminem file).
             with path.open("a", encoding="utf-8", newline="") as h:
                 h.write(f'IDglued0AAAAAAAAAAAAAAAAAAAAA,{SECRET_NAMES[1]},,"nice beat ,0\n')
-                h.write(f"IDglued1AAAAAAAAAAAAAAAAAAAAA,{SECRET_NAMES[1]},"
-                        "2014-02-02T10:00:00.123000,best video,0\n")
-                h.write(f'IDglued2AAAAAAAAAAAAAAAAAAAAA,{SECRET_NAMES[1]},'
-                        '2014-02-03T10:00:00,""visit my page for free stuff",1\n')
+                h.write(
+                    f"IDglued1AAAAAAAAAAAAAAAAAAAAA,{SECRET_NAMES[1]},"
+                    "2014-02-02T10:00:00.123000,best video,0\n"
+                )
+                h.write(
+                    f"IDglued2AAAAAAAAAAAAAAAAAAAAA,{SECRET_NAMES[1]},"
+                    '2014-02-03T10:00:00,""visit my page for free stuff",1\n'
+                )
 
 
 def write_sms(root: Path) -> None:
@@ -200,8 +237,11 @@ def write_tweets(root: Path) -> None:
         ("9.89E+17", "4/24/2018 13:36", f"RT @seller_two: {ad}"),  # same advert, other account
         ("9.89E+17", "4/24/2018 13:37", "RT @seller_three: عرض خاص على المتابعين زيادة…"),
         ("9.89E+17", "4/24/2018 13:38", f"تواصل معنا {SECRET_EMAILS[4]} للطلب"),
-        ("9.89E+17", "4/24/2018 13:39",
-         "خصم كبير اليوم\r\n988788421144571904,2018-04-24 14:35:05,RT @seller_four: متجر جديد"),
+        (
+            "9.89E+17",
+            "4/24/2018 13:39",
+            "خصم كبير اليوم\r\n988788421144571904,2018-04-24 14:35:05,RT @seller_four: متجر جديد",
+        ),
     ]
     with (folder / "2018_low-quality Tweets..csv").open("w", encoding="utf-8", newline="") as h:
         writer = csv.writer(h)
@@ -219,8 +259,16 @@ def write_tweets(root: Path) -> None:
 def write_mpold(root: Path) -> None:
     folder = root / "mpold_arabic_news_comments"
     folder.mkdir(parents=True, exist_ok=True)
-    header = ["Id", "Platform", "Comment", "Majority_Label", "Agreement", "NumOfJudgementUsed",
-              "Total_Judgement", "Vulgar:V/HateSpeech:HS/None:-"]
+    header = [
+        "Id",
+        "Platform",
+        "Comment",
+        "Majority_Label",
+        "Agreement",
+        "NumOfJudgementUsed",
+        "Total_Judgement",
+        "Vulgar:V/HateSpeech:HS/None:-",
+    ]
     rows = [
         ("1", "Twitter", "@User.IDX خبر مهم شكرا <url>", "Non-Offensive", "1.0", "3", "3", "-"),
         ("2", "Facebook", "انت حمار وغبي", "Offensive", "0.67", "3", "3", "V"),
@@ -252,13 +300,36 @@ def write_fox(root: Path) -> None:
     folder = root / "fox_news_comments_hateful"
     folder.mkdir(parents=True, exist_ok=True)
     rows = [
-        {"title": FOX_TITLES[0], "meta": "The bill now goes to the house.", "text": "about time",
-         "label": 0, "user": SECRET_NAMES[2], "mentions": "", "prev": "", "succ": "x"},
-        {"title": FOX_TITLES[0], "meta": "The bill now goes to the house.",
-         "text": "these people are vermin", "label": 1, "user": SECRET_NAMES[2],
-         "mentions": SECRET_NAMES[3], "prev": "about time", "succ": ""},
-        {"title": FOX_TITLES[1], "meta": "Stores must charge for bags.", "text": "good idea",
-         "label": 0, "user": SECRET_NAMES[3], "mentions": "", "prev": "", "succ": ""},
+        {
+            "title": FOX_TITLES[0],
+            "meta": "The bill now goes to the house.",
+            "text": "about time",
+            "label": 0,
+            "user": SECRET_NAMES[2],
+            "mentions": "",
+            "prev": "",
+            "succ": "x",
+        },
+        {
+            "title": FOX_TITLES[0],
+            "meta": "The bill now goes to the house.",
+            "text": "these people are vermin",
+            "label": 1,
+            "user": SECRET_NAMES[2],
+            "mentions": SECRET_NAMES[3],
+            "prev": "about time",
+            "succ": "",
+        },
+        {
+            "title": FOX_TITLES[1],
+            "meta": "Stores must charge for bags.",
+            "text": "good idea",
+            "label": 0,
+            "user": SECRET_NAMES[3],
+            "mentions": "",
+            "prev": "",
+            "succ": "",
+        },
     ]
     (folder / "fox-news-comments.json").write_text(
         "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
@@ -268,17 +339,91 @@ def write_fox(root: Path) -> None:
 def write_omp(root: Path) -> None:
     folder = root / "omp_one_million_posts_labeled"
     folder.mkdir(parents=True, exist_ok=True)
-    header = ["ID_Post", "ID_Parent_Post", "ID_Article", "ID_User", "CreatedAt", "Status",
-              "Headline", "Body", "PositiveVotes", "NegativeVotes", "ArgumentsUsed",
-              "Discriminating", "Inappropriate", "OffTopic", "PersonalStories",
-              "PossiblyFeedback", "SentimentNegative", "SentimentNeutral", "SentimentPositive"]
+    header = [
+        "ID_Post",
+        "ID_Parent_Post",
+        "ID_Article",
+        "ID_User",
+        "CreatedAt",
+        "Status",
+        "Headline",
+        "Body",
+        "PositiveVotes",
+        "NegativeVotes",
+        "ArgumentsUsed",
+        "Discriminating",
+        "Inappropriate",
+        "OffTopic",
+        "PersonalStories",
+        "PossiblyFeedback",
+        "SentimentNegative",
+        "SentimentNeutral",
+        "SentimentPositive",
+    ]
     rows = [
-        ["11", "", "7", "900", "2015-06-01 08:58:32.363", "online", "Titel", "Ein Beitrag",
-         "1", "0", "0", "0", "0", "0", "0", "0", "0", "1", "0"],
-        ["12", "11", "7", "901", "2015-06-01 09:00:00.000", "deleted", "", "Ganz anderes Thema",
-         "0", "2", "0", "0", "0", "1", "0", "0", "1", "0", "0"],
-        ["13", "", "8", "902", "2015-06-02 10:00:00.000", "online", "", "Nicht annotiert",
-         "0", "0", "", "", "", "", "1", "", "", "", ""],
+        [
+            "11",
+            "",
+            "7",
+            "900",
+            "2015-06-01 08:58:32.363",
+            "online",
+            "Titel",
+            "Ein Beitrag",
+            "1",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1",
+            "0",
+        ],
+        [
+            "12",
+            "11",
+            "7",
+            "901",
+            "2015-06-01 09:00:00.000",
+            "deleted",
+            "",
+            "Ganz anderes Thema",
+            "0",
+            "2",
+            "0",
+            "0",
+            "0",
+            "1",
+            "0",
+            "0",
+            "1",
+            "0",
+            "0",
+        ],
+        [
+            "13",
+            "",
+            "8",
+            "902",
+            "2015-06-02 10:00:00.000",
+            "online",
+            "",
+            "Nicht annotiert",
+            "0",
+            "0",
+            "",
+            "",
+            "",
+            "",
+            "1",
+            "",
+            "",
+            "",
+            "",
+        ],
     ]
     with (folder / "posts_labeled_wide.csv").open("w", encoding="utf-8", newline="") as h:
         writer = csv.writer(h)
@@ -331,7 +476,9 @@ def test_finalize_dedupes_and_drops_author_and_empty():
     ]
     out = list(finalize(records))
     assert [(r.text, r.label, r.comment_id) for r in out] == [
-        ("a", "spam", "s:1"), ("a", "on_topic", "s:3"), ("b", "spam", "s:1~2"),
+        ("a", "spam", "s:1"),
+        ("a", "on_topic", "s:3"),
+        ("b", "spam", "s:1~2"),
     ]
     assert all(r.author is None for r in out)
 
@@ -437,8 +584,10 @@ def test_choose_partner_prefers_unrelated_article():
 def test_semeval(corpora: Path):
     records = {r.comment_id: r for r in load_semeval2015(corpora)}
     assert {k: r.label for k, r in records.items()} == {
-        "semeval2015:101_5001": "on_topic", "semeval2015:101_5002": "on_topic",
-        "semeval2015:101_5003": "off_topic", "semeval2015:102_5004": "on_topic",
+        "semeval2015:101_5001": "on_topic",
+        "semeval2015:101_5002": "on_topic",
+        "semeval2015:101_5003": "off_topic",
+        "semeval2015:102_5004": "on_topic",
     }
     r = records["semeval2015:101_5003"]
     assert (r.article_id, r.article_title) == ("semeval:101", "سؤال عن الصلاة")
@@ -471,7 +620,9 @@ def test_youtube(corpora: Path):
 def test_sms(corpora: Path):
     records = list(load_sms_spam(corpora))
     assert [(r.comment_id, r.label) for r in records] == [
-        ("sms_spam:2", "on_topic"), ("sms_spam:3", "spam"), ("sms_spam:5", "spam"),
+        ("sms_spam:2", "on_topic"),
+        ("sms_spam:3", "spam"),
+        ("sms_spam:5", "spam"),
     ]
     assert records[1].text == f"WIN a free phone now! reply to {EMAIL_TOKEN}"
     assert records[2].text == "call <#> now for cash"
@@ -502,7 +653,8 @@ def test_strip_retweet_keeps_ellipsis_on_original_tweets():
 def test_tweet_accounts(corpora: Path):
     records = list(load_ar_tweet_accounts(corpora))
     assert [(r.comment_id, r.label) for r in records] == [
-        ("ar_tweet_accounts:1", "on_topic"), ("ar_tweet_accounts:2", "spam"),
+        ("ar_tweet_accounts:1", "on_topic"),
+        ("ar_tweet_accounts:2", "spam"),
     ]
     assert not records[0].text.startswith("\ufeff")
 
@@ -510,7 +662,8 @@ def test_tweet_accounts(corpora: Path):
 def test_mpold(corpora: Path):
     records = list(load_mpold(corpora))
     assert [(r.comment_id, r.label, r.site) for r in records] == [
-        ("mpold:1", "on_topic", "twitter"), ("mpold:2", "abusive", "facebook"),
+        ("mpold:1", "on_topic", "twitter"),
+        ("mpold:2", "abusive", "facebook"),
     ]
     assert records[0].text == f"{MENTION_TOKEN} خبر مهم شكرا {URL_TOKEN}"
 
@@ -522,14 +675,18 @@ def test_aljazeera_excludes_clean_deletions(corpora: Path):
     assert "كلام نظيف حذفه المشرف" not in texts and "تعليق عادي محذوف" not in texts
     assert sorted(texts) == sorted(["يا كلب يا خائن", "كلام بذيء جدا", 'قال "الحقير" كلاما'])
     assert {r.comment_id for r in records} == {
-        "aljazeera_deleted:train_2", "aljazeera_deleted:train_3", "aljazeera_deleted:dev_2",
+        "aljazeera_deleted:train_2",
+        "aljazeera_deleted:train_3",
+        "aljazeera_deleted:dev_2",
     }
 
 
 def test_fox_news(corpora: Path):
     records = list(load_fox_news(corpora))
     assert [(r.comment_id, r.label) for r in records] == [
-        ("fox_news:1", "on_topic"), ("fox_news:2", "abusive"), ("fox_news:3", "on_topic"),
+        ("fox_news:1", "on_topic"),
+        ("fox_news:2", "abusive"),
+        ("fox_news:3", "on_topic"),
     ]
     assert records[0].article_id == fox_article_id(FOX_TITLES[0])
     assert re.fullmatch(r"fox:[0-9a-f]{10}", records[0].article_id)
@@ -542,7 +699,8 @@ def test_fox_news(corpora: Path):
 def test_omp(corpora: Path):
     records = list(load_omp(corpora))
     assert [(r.comment_id, r.label, r.article_id) for r in records] == [
-        ("omp:11", "on_topic", "omp:7"), ("omp:12", "off_topic", "omp:7"),
+        ("omp:11", "on_topic", "omp:7"),
+        ("omp:12", "off_topic", "omp:7"),
     ]
     assert records[0].text == "Titel\nEin Beitrag"
     assert records[0].created_at == "2015-06-01T08:58:32"
@@ -568,8 +726,7 @@ def test_build_is_deterministic_sorted_and_clean(corpora: Path, tmp_path: Path):
     keys = [(r.source, r.comment_id) for r in first.records]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     assert {r.source for r in first.records} == set(DEFAULT_SOURCES)
-    back = read_records(tmp_path / "a.jsonl", allowed_labels=("on_topic", "off_topic", "spam",
-                                                              "abusive"))
+    back = read_records(tmp_path / "a.jsonl", allowed_labels=("on_topic", "off_topic", "spam", "abusive"))
     assert back == first.records
     raw = (tmp_path / "a.jsonl").read_text(encoding="utf-8")
     assert not EMAIL_RE.search(raw)
@@ -633,8 +790,9 @@ def test_cli_build_empty_directory_fails(tmp_path: Path):
 
 
 def test_cli_build_unknown_include_fails(corpora: Path, tmp_path: Path):
-    result = runner.invoke(app, ["datasets", "build", "--from", str(corpora),
-                                 "-o", str(tmp_path / "o"), "--include", "nope"])
+    result = runner.invoke(
+        app, ["datasets", "build", "--from", str(corpora), "-o", str(tmp_path / "o"), "--include", "nope"]
+    )
     assert result.exit_code != 0
     assert "unknown source" in result.output
 
@@ -659,8 +817,7 @@ def test_cli_stats(corpora: Path, tmp_path: Path):
 def test_cli_stats_broken_record_exits_1(tmp_path: Path):
     path = tmp_path / "broken.jsonl"
     path.write_text(
-        json.dumps({"text": "تعليق جيد", "label": "on_topic"}) + "\n"
-        + json.dumps({"label": "spam"}) + "\n",
+        json.dumps({"text": "تعليق جيد", "label": "on_topic"}) + "\n" + json.dumps({"label": "spam"}) + "\n",
         encoding="utf-8",
     )
     result = runner.invoke(app, ["datasets", "stats", str(path)])

@@ -37,8 +37,9 @@ def test_thresholds_reach_target_precision_on_separable_scores() -> None:
     y = np.array(["spam"] * 100 + ["on_topic"] * 100)
     spam_scores = np.concatenate([rng.uniform(0.7, 1.0, 100), rng.uniform(0.0, 0.6, 100)])
     proba = np.column_stack([1 - spam_scores, spam_scores])
-    chosen = choose_thresholds(y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9,
-                               min_support=10)
+    chosen = choose_thresholds(
+        y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9, min_support=10
+    )
     reject = chosen["reject_at"]["spam"]
     predicted = spam_scores >= reject
     assert (y[predicted] == "spam").mean() >= 0.99
@@ -49,8 +50,9 @@ def test_thresholds_reach_target_precision_on_separable_scores() -> None:
 def test_unreachable_precision_means_never_auto_reject() -> None:
     y = np.array(["spam", "on_topic"] * 50)
     proba = np.full((100, 2), 0.5)
-    chosen = choose_thresholds(y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9,
-                               min_support=10)
+    chosen = choose_thresholds(
+        y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9, min_support=10
+    )
     assert chosen["reject_at"]["spam"] == 1.0
 
 

@@ -26,8 +26,12 @@ def prepared():
 
 
 def test_init_only_stores_parameters() -> None:
-    for transformer in (TextNgrams(analyzer="word", ngram_range=(1, 2)), ArticleRelation(n_components=7),
-                        SpamSignals(), CommentPreprocessor()):
+    for transformer in (
+        TextNgrams(analyzer="word", ngram_range=(1, 2)),
+        ArticleRelation(n_components=7),
+        SpamSignals(),
+        CommentPreprocessor(),
+    ):
         assert clone(transformer).get_params() == transformer.get_params()
         assert not [k for k in vars(transformer) if k.endswith("_")]
 
@@ -55,11 +59,15 @@ def test_context_features_are_zero_without_an_article(prepared) -> None:
 def test_related_article_scores_higher_than_unrelated(prepared) -> None:
     relation = ArticleRelation(n_components=10, min_df=1).fit(prepared)
     names = list(relation.get_feature_names_out())
-    rows = CommentPreprocessor().transform(pd.DataFrame({
-        "text": ["الهلال فاز على النصر في الدوري"] * 2,
-        "article_title": [SPORT_TITLE, POLITICS_TITLE],
-        "article_text": [SPORT_BODY, POLITICS_BODY],
-    }))
+    rows = CommentPreprocessor().transform(
+        pd.DataFrame(
+            {
+                "text": ["الهلال فاز على النصر في الدوري"] * 2,
+                "article_title": [SPORT_TITLE, POLITICS_TITLE],
+                "article_text": [SPORT_BODY, POLITICS_BODY],
+            }
+        )
+    )
     features = relation.transform(rows).toarray()
     lsa = names.index("ctx:lsa_article")
     shared = names.index("ctx:shared_words")

@@ -114,8 +114,13 @@ def test_diacritics_belong_to_their_letter() -> None:
 
 @pytest.mark.parametrize(
     ("text", "script"),
-    [("مرحبا بكم", "arabic"), ("hello there", "latin"), ("hello مرحبا", "mixed"), ("123 !!", "none"),
-     (f"مرحبا {URL_TOKEN}", "arabic")],
+    [
+        ("مرحبا بكم", "arabic"),
+        ("hello there", "latin"),
+        ("hello مرحبا", "mixed"),
+        ("123 !!", "none"),
+        (f"مرحبا {URL_TOKEN}", "arabic"),
+    ],
 )
 def test_dominant_script(text: str, script: str) -> None:
     assert dominant_script(text) == script

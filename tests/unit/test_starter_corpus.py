@@ -14,8 +14,16 @@ pytestmark = pytest.mark.unit
 STARTER = Path(__file__).resolve().parents[2] / "data" / "starter"
 LABELS = ("on_topic", "off_topic", "spam", "abusive")
 COMMENT_KEYS = {
-    "comment_id", "text", "label", "article_id", "article_title", "article_text",
-    "author", "site", "source", "created_at",
+    "comment_id",
+    "text",
+    "label",
+    "article_id",
+    "article_title",
+    "article_text",
+    "author",
+    "site",
+    "source",
+    "created_at",
 }
 ARTICLE_KEYS = {"article_id", "site", "title", "text"}
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -112,9 +120,7 @@ def test_no_duplicate_text_per_article(comments: list[dict]) -> None:
     assert not duplicates
 
 
-def test_every_article_has_on_and_off_topic_comments(
-    articles: list[dict], comments: list[dict]
-) -> None:
+def test_every_article_has_on_and_off_topic_comments(articles: list[dict], comments: list[dict]) -> None:
     per_article = {a["article_id"]: Counter() for a in articles}
     for comment in comments:
         if comment["article_id"] is not None:

@@ -14,15 +14,32 @@ def _records() -> list[LabeledRecord]:
     out = []
     for a in range(40):
         for c in range(3):
-            out.append(LabeledRecord(text=f"تعليق {a} {c}", label="on_topic", comment_id=f"c{a}-{c}",
-                                     article_id=f"a{a}", article_title=f"عنوان {a}",
-                                     article_text=f"نص {a}", source="s"))
-        out.append(LabeledRecord(text=f"خارج {a}", label="off_topic", comment_id=f"o{a}",
-                                 article_id=f"a{a}", article_title=f"عنوان {a}", article_text=f"نص {a}",
-                                 source="s"))
+            out.append(
+                LabeledRecord(
+                    text=f"تعليق {a} {c}",
+                    label="on_topic",
+                    comment_id=f"c{a}-{c}",
+                    article_id=f"a{a}",
+                    article_title=f"عنوان {a}",
+                    article_text=f"نص {a}",
+                    source="s",
+                )
+            )
+        out.append(
+            LabeledRecord(
+                text=f"خارج {a}",
+                label="off_topic",
+                comment_id=f"o{a}",
+                article_id=f"a{a}",
+                article_title=f"عنوان {a}",
+                article_text=f"نص {a}",
+                source="s",
+            )
+        )
     for i in range(30):
-        out.append(LabeledRecord(text=f"spam {i} 0551234567", label="spam", comment_id=f"sp{i}",
-                                 source="tweets"))
+        out.append(
+            LabeledRecord(text=f"spam {i} 0551234567", label="spam", comment_id=f"sp{i}", source="tweets")
+        )
     return out
 
 
@@ -42,10 +59,11 @@ def test_caps_sample_per_source_and_label_deterministically() -> None:
 
 def test_augmentation_keeps_labels_honest() -> None:
     records = _records()
-    augmented = augment_context(records, AugmentConfig(title_only_rate=1.0, no_article_rate=1.0,
-                                                      attach_article_rate=1.0), seed=3)
+    augmented = augment_context(
+        records, AugmentConfig(title_only_rate=1.0, no_article_rate=1.0, attach_article_rate=1.0), seed=3
+    )
     assert augmented[: len(records)] == records  # originals first, in order
-    copies = augmented[len(records):]
+    copies = augmented[len(records) :]
     # an off_topic label needs an article: it is never copied without one
     assert not [r for r in copies if r.label == "off_topic" and not r.article_title]
     assert any(r.comment_id.endswith("#title_only") and r.article_text is None for r in copies)

@@ -50,23 +50,46 @@ def _counts_table(title: str, counts: dict[str, dict[str, int]]):
 
 @app.command("build")
 def build_command(
-    from_dir: Annotated[Path | None, typer.Option(
-        "--from", file_okay=False,
-        help="Folder of public corpora (default: $RAQIB_DATASETS, else ../shared/datasets "
-        "relative to the working directory).",
-    )] = None,
-    output: Annotated[Path, typer.Option(
-        "-o", "--output", help="Canonical JSONL to write.",
-    )] = DEFAULT_OUTPUT,
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", metavar="SOURCE", help="Add a non-default source (e.g. omp). Repeatable.",
-    )] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", metavar="SOURCE", help="Leave out a source. Repeatable.",
-    )] = None,
-    seed: Annotated[int, typer.Option(
-        "--seed", help="Seed for the constructed aoc_repaired pairs.",
-    )] = 13,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            file_okay=False,
+            help="Folder of public corpora (default: $RAQIB_DATASETS, else ../shared/datasets "
+            "relative to the working directory).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Canonical JSONL to write.",
+        ),
+    ] = DEFAULT_OUTPUT,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            metavar="SOURCE",
+            help="Add a non-default source (e.g. omp). Repeatable.",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            metavar="SOURCE",
+            help="Leave out a source. Repeatable.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for the constructed aoc_repaired pairs.",
+        ),
+    ] = 13,
 ) -> None:
     """Turn every public corpus into ONE canonical, deterministic JSONL file."""
     import time
@@ -101,9 +124,13 @@ def build_command(
 
     started = time.perf_counter()
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(),
-        TextColumn("{task.completed:>7,} records"), TimeElapsedColumn(),
-        console=err, transient=False,
+        SpinnerColumn(),
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        TextColumn("{task.completed:>7,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
     ) as progress:
         tasks = {s.name: progress.add_task(s.name, total=None, start=False) for s in present}
 
@@ -117,16 +144,20 @@ def build_command(
             progress.update(tasks[name], total=n, completed=n)
 
         result = build(
-            root, output, include=include, exclude=exclude, seed=seed,
-            on_start=on_start, on_record=on_record, on_done=on_done,
+            root,
+            output,
+            include=include,
+            exclude=exclude,
+            seed=seed,
+            on_start=on_start,
+            on_record=on_record,
+            on_done=on_done,
         )
     elapsed = time.perf_counter() - started
 
     console.print(_counts_table(f"Public corpora → {output}", result.counts()))
     if result.skipped:
-        console.print(
-            "[yellow]skipped (files missing):[/yellow] " + ", ".join(sorted(result.skipped))
-        )
+        console.print("[yellow]skipped (files missing):[/yellow] " + ", ".join(sorted(result.skipped)))
     console.print(f"records: {len(result.records):,}   time: {elapsed:.1f}s")
     console.print(f"sha256: {result.sha256}")
 
@@ -170,8 +201,12 @@ def stats_command(
         values = sorted(lengths[source])
         p95 = values[max(0, -(-95 * len(values) // 100) - 1)]  # nearest-rank percentile
         length_table.add_row(
-            source, f"{len(values):,}", f"{values[0]:,}",
-            f"{statistics.median(values):,.0f}", f"{p95:,}", f"{values[-1]:,}",
+            source,
+            f"{len(values):,}",
+            f"{values[0]:,}",
+            f"{statistics.median(values):,.0f}",
+            f"{p95:,}",
+            f"{values[-1]:,}",
         )
     console.print(length_table)
 

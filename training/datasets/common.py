@@ -24,9 +24,7 @@ DEFAULT_RELATIVE_ROOT = Path("..") / "shared" / "datasets"
 
 # The plain form with any word characters in the domain (so Arabic-script addresses go too) and
 # the "name [at] host . com" obfuscation. A bare " @ " is left alone: readers write it for "at".
-_EMAIL_LOOSE = re.compile(
-    r"[\w.+\-]+\s*(?:\[at\]|\(at\))\s*[\w\-]+(?:\s*\.\s*[a-z]{2,})+", re.IGNORECASE
-)
+_EMAIL_LOOSE = re.compile(r"[\w.+\-]+\s*(?:\[at\]|\(at\))\s*[\w\-]+(?:\s*\.\s*[a-z]{2,})+", re.IGNORECASE)
 _EMAIL_PLAIN = re.compile(r"[\w.+\-]+@[\w\-]+\.[\w.]+")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _INVISIBLE_EDGES = "\ufeff\u200b\u200e\u200f"

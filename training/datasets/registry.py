@@ -54,29 +54,64 @@ class SourceSpec:
 SOURCES: dict[str, SourceSpec] = {
     spec.name: spec
     for spec in (
-        SourceSpec("aoc", aoc.load_aoc, aoc.FILES, "train",
-                   note="real comment + its own article"),
-        SourceSpec("aoc_repaired", aoc_repaired.load_aoc_repaired, aoc.FILES, "constructed",
-                   note="CONSTRUCTED: AOC comment + another same-bucket article"),
-        SourceSpec("semeval2015", semeval2015.load_semeval2015, semeval2015.FILES, "train",
-                   note="cQA answers; irrelevant = answer to another question"),
-        SourceSpec("youtube_spam", youtube_spam.load_youtube_spam, youtube_spam.FILES, "train",
-                   note="English; no article"),
-        SourceSpec("sms_spam", sms_spam.load_sms_spam, sms_spam.FILES, "train",
-                   note="English SMS; weight low"),
-        SourceSpec("ar_spam_tweets", ar_spam_tweets.load_ar_spam_tweets,
-                   ar_spam_tweets.FILES, "train", note="spam only"),
-        SourceSpec("ar_tweet_accounts", ar_tweet_accounts.load_ar_tweet_accounts,
-                   ar_tweet_accounts.FILES, "leakage_check",
-                   note="labels per ACCOUNT; leakage check only, not training"),
-        SourceSpec("mpold", mpold.load_mpold, mpold.FILES, "train",
-                   note="offensive or not; no article"),
-        SourceSpec("aljazeera_deleted", aljazeera_deleted.load_aljazeera_deleted,
-                   aljazeera_deleted.FILES, "train", note="abusive only; clean deletions excluded"),
-        SourceSpec("fox_news", fox_news.load_fox_news, fox_news.FILES, "train",
-                   note="English; title + summary"),
-        SourceSpec("omp", omp.load_omp, omp.FILES, "train", default=False,
-                   note="German, CC BY-NC-SA; only with --include omp"),
+        SourceSpec("aoc", aoc.load_aoc, aoc.FILES, "train", note="real comment + its own article"),
+        SourceSpec(
+            "aoc_repaired",
+            aoc_repaired.load_aoc_repaired,
+            aoc.FILES,
+            "constructed",
+            note="CONSTRUCTED: AOC comment + another same-bucket article",
+        ),
+        SourceSpec(
+            "semeval2015",
+            semeval2015.load_semeval2015,
+            semeval2015.FILES,
+            "train",
+            note="cQA answers; irrelevant = answer to another question",
+        ),
+        SourceSpec(
+            "youtube_spam",
+            youtube_spam.load_youtube_spam,
+            youtube_spam.FILES,
+            "train",
+            note="English; no article",
+        ),
+        SourceSpec(
+            "sms_spam", sms_spam.load_sms_spam, sms_spam.FILES, "train", note="English SMS; weight low"
+        ),
+        SourceSpec(
+            "ar_spam_tweets",
+            ar_spam_tweets.load_ar_spam_tweets,
+            ar_spam_tweets.FILES,
+            "train",
+            note="spam only",
+        ),
+        SourceSpec(
+            "ar_tweet_accounts",
+            ar_tweet_accounts.load_ar_tweet_accounts,
+            ar_tweet_accounts.FILES,
+            "leakage_check",
+            note="labels per ACCOUNT; leakage check only, not training",
+        ),
+        SourceSpec("mpold", mpold.load_mpold, mpold.FILES, "train", note="offensive or not; no article"),
+        SourceSpec(
+            "aljazeera_deleted",
+            aljazeera_deleted.load_aljazeera_deleted,
+            aljazeera_deleted.FILES,
+            "train",
+            note="abusive only; clean deletions excluded",
+        ),
+        SourceSpec(
+            "fox_news", fox_news.load_fox_news, fox_news.FILES, "train", note="English; title + summary"
+        ),
+        SourceSpec(
+            "omp",
+            omp.load_omp,
+            omp.FILES,
+            "train",
+            default=False,
+            note="German, CC BY-NC-SA; only with --include omp",
+        ),
     )
 }
 DEFAULT_SOURCES: tuple[str, ...] = tuple(n for n, s in SOURCES.items() if s.default)
@@ -86,16 +121,12 @@ class UnknownSource(ValueError):
     """A source name that is not in the registry."""
 
 
-def select_sources(
-    include: Iterable[str] = (), exclude: Iterable[str] = ()
-) -> list[SourceSpec]:
+def select_sources(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[SourceSpec]:
     """The default sources plus `include`, minus `exclude`, in registry order."""
     include, exclude = list(include), list(exclude)
     unknown = sorted({n for n in (*include, *exclude) if n not in SOURCES})
     if unknown:
-        raise UnknownSource(
-            f"unknown source(s): {', '.join(unknown)} (known: {', '.join(SOURCES)})"
-        )
+        raise UnknownSource(f"unknown source(s): {', '.join(unknown)} (known: {', '.join(SOURCES)})")
     wanted = set(DEFAULT_SOURCES) | set(include)
     return [s for n, s in SOURCES.items() if n in wanted and n not in exclude]
 
@@ -150,7 +181,9 @@ def collect(
                 # Any loader bug that breaks the contract fails the build here, not in training.
                 raw: dict[str, object] = dict(record.to_dict())
                 validate_record(
-                    raw, path=f"<{spec.name}>", line=n,
+                    raw,
+                    path=f"<{spec.name}>",
+                    line=n,
                     allowed_labels=DEFAULT_LABELS,
                 )
                 if record.source != spec.name or not record.comment_id or record.author:

@@ -55,9 +55,7 @@ def split_glued(row: dict[str, str]) -> list[dict[str, str]]:
         last = i == len(lines) - 1
         match = None if last else _TRAILING_CLASS.match(rest)
         text, label = (match.group(1), match.group(2)) if match else (rest, row["CLASS"])
-        rows.append(
-            {"COMMENT_ID": comment_id, "DATE": date, "CONTENT": text.strip('"'), "CLASS": label}
-        )
+        rows.append({"COMMENT_ID": comment_id, "DATE": date, "CONTENT": text.strip('"'), "CLASS": label})
     return rows
 
 

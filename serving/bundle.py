@@ -1,8 +1,13 @@
-"""Write a serving bundle: the joblib-pickled Pipeline plus metadata carrying its sha256."""
+"""Write a serving bundle (the joblib-pickled Pipeline plus metadata carrying its sha256).
+
+It lives in serving/ because both sides write bundles: `raqib export` after training, and the
+server when it caches a registry model named by RAQIB_MODEL_URI.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +25,7 @@ def write_bundle(pipeline: Any, metadata: dict[str, Any], output: str | Path) ->
     metadata = dict(metadata)
     metadata.setdefault("labels", [str(c) for c in pipeline.classes_])
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a server running as another user must read it
     previous = output.with_name(output.name + ".previous")
     try:
         joblib.dump(pipeline, staging / MODEL_FILE)
@@ -36,3 +42,10 @@ def write_bundle(pipeline: Any, metadata: dict[str, Any], output: str | Path) ->
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
     return metadata
+
+
+def default_tracking_uri(root: str | Path = ".") -> str:
+    """The MLflow store: MLFLOW_TRACKING_URI, else sqlite under <root>/experiments/."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{(Path(root) / 'experiments' / 'mlflow.db').resolve()}"
+    )

@@ -1,0 +1,108 @@
+"""Request dependencies: the service container, API-key and admin-key checks, the current model."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.api.errors import ApiError
+from serving.metrics import ServiceMetrics
+from serving.settings import Settings
+from serving.state import LoadedModel, ModelHolder
+
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Service:
+    """Everything a request handler needs, built once by `create_app` and kept on `app.state`."""
+
+    settings: Settings
+    models: ModelHolder
+    metrics: ServiceMetrics
+    api_keys: tuple[bytes, ...]
+    admin_key: bytes | None
+
+    @property
+    def open_access(self) -> bool:
+        """True when no API key is configured and the API answers anyone."""
+        return not self.api_keys
+
+
+# Dependencies are `async def` on purpose: they do no blocking work, and a sync dependency would
+# cost a threadpool hop on every request.
+async def get_service(request: Request) -> Service:
+    """The app's service container."""
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+# auto_error=False: we answer missing credentials ourselves, in the API's error shape.
+_bearer = HTTPBearer(auto_error=False, description="An API key from RAQIB_API_KEYS / api_keys_file.")
+_admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminKey", description="RAQIB_ADMIN_KEY.")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+AdminBearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)]
+
+
+def key_matches(candidate: str, accepted: tuple[bytes, ...]) -> bool:
+    """Constant-time check of a presented key against every accepted key."""
+    presented = candidate.encode("utf-8")
+    matched = False
+    for key in accepted:
+        # No early exit: the time taken does not reveal which key (or whether any) came close.
+        matched |= hmac.compare_digest(presented, key)
+    return matched
+
+
+def _check_api_key(service: Service, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if service.open_access:
+        return
+    if credentials is None:
+        raise ApiError(
+            401, "unauthorized", "missing API key: send Authorization: Bearer <key>", headers=BEARER_CHALLENGE
+        )
+    if not key_matches(credentials.credentials, service.api_keys):
+        raise ApiError(401, "unauthorized", "invalid API key", headers=BEARER_CHALLENGE)
+
+
+async def require_api_key(service: ServiceDep, credentials: BearerDep) -> None:
+    """Let the request through only with a valid API key (or when none are configured)."""
+    _check_api_key(service, credentials)
+
+
+async def require_api_key_for_health(service: ServiceDep, credentials: BearerDep) -> None:
+    """Health, readiness and metrics need a key only when `require_auth_for_health` is set."""
+    if service.settings.require_auth_for_health:
+        _check_api_key(service, credentials)
+
+
+async def require_admin_key(service: ServiceDep, credentials: AdminBearerDep) -> None:
+    """Let the request through only with the admin key; 403 when no admin key is configured."""
+    if service.admin_key is None:
+        raise ApiError(403, "admin_disabled", "admin key not configured")
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing admin key: send Authorization: Bearer <admin key>",
+            headers=BEARER_CHALLENGE,
+        )
+    if not key_matches(credentials.credentials, (service.admin_key,)):
+        raise ApiError(403, "forbidden", "not the admin key")
+
+
+async def current_model(service: ServiceDep) -> LoadedModel:
+    """The model serving now, taken once for the whole request; 503 while none is loaded."""
+    loaded = service.models.current
+    if loaded is None:
+        raise ApiError(503, "model_not_loaded", service.models.load_error or "model is not loaded yet")
+    return loaded
+
+
+ModelDep = Annotated[LoadedModel, Depends(current_model)]

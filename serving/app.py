@@ -1,0 +1,164 @@
+"""The scoring service: `create_app()` builds the FastAPI app (a uvicorn factory), `run()` serves it.
+
+    uvicorn serving.app:create_app --factory --port 8000
+
+Importing this module has no side effects: settings are read and the model is loaded only when
+`create_app()` is called and its lifespan starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from serving.api import admin, health, model_info, score
+from serving.api.deps import Service
+from serving.api.errors import install_error_handlers
+from serving.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from serving.metrics import ServiceMetrics
+from serving.model import BundleError
+from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
+from serving.state import ModelHolder
+
+logger = logging.getLogger("raqib")
+
+API_DESCRIPTION = """\
+Scores reader comments on Arabic news sites against their article:
+**on_topic**, **off_topic**, **spam** or **abusive**, with an action for the CMS
+(approve / review / reject), the reasons and the flagged spans of the comment.
+
+Authenticate with `Authorization: Bearer <API key>`. Every error is
+`{"error": {"code", "message", "field"}}`.
+"""
+
+
+def _ensure_log_output(level: str) -> None:
+    """Show the service's own log lines when nobody configured logging (plain `uvicorn ...`)."""
+    service_logger = logging.getLogger("raqib")
+    service_logger.setLevel(level)
+    if not service_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        service_logger.addHandler(handler)
+
+
+def _install_sighup(service: Service, pending: set[asyncio.Task[Any]]) -> bool:
+    """Reload on SIGHUP when we own the main thread's loop (uvicorn), not under a TestClient thread."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        return False
+    loop = asyncio.get_running_loop()
+
+    def on_sighup() -> None:
+        task = loop.create_task(asyncio.to_thread(_reload_quietly, service))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    except (NotImplementedError, RuntimeError, ValueError):  # loops without signal support
+        return False
+    return True
+
+
+def _reload_quietly(service: Service) -> None:
+    with contextlib.suppress(BundleError):  # already logged and counted; the old model serves on
+        admin.perform_reload(service, "SIGHUP")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service: Service = app.state.service
+    if service.open_access:
+        logger.warning(
+            "no API keys configured (RAQIB_API_KEYS / RAQIB_API_KEYS_FILE): the scoring API "
+            "is OPEN to anyone who can reach this port"
+        )
+    try:
+        # Loading unpickles and warms the model: CPU-bound, so off the event loop.
+        loaded = await asyncio.to_thread(service.models.load)
+    except BundleError as exc:
+        # Stay up: /healthz answers, /readyz says 503 with this error, and a reload can fix it.
+        logger.error("no model loaded: %s", exc)
+    else:
+        service.metrics.set_model(loaded.name, loaded.version)
+        logger.info("serving %s %s from %s", loaded.name, loaded.version, loaded.bundle_path)
+    pending: set[asyncio.Task[Any]] = set()
+    sighup = _install_sighup(service, pending)
+    try:
+        yield
+    finally:
+        if sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in list(pending):
+            with contextlib.suppress(Exception):
+                await task
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service from `settings` (default: RAQIB_* environment and RAQIB_SETTINGS_FILE)."""
+    settings = settings if settings is not None else load_settings()
+    _ensure_log_output(settings.log_level)
+    admin_key = settings.resolved_admin_key()
+    service = Service(
+        settings=settings,
+        models=ModelHolder(settings),
+        metrics=ServiceMetrics(),
+        api_keys=tuple(key.encode("utf-8") for key in settings.resolved_api_keys()),
+        admin_key=admin_key.encode("utf-8") if admin_key else None,
+    )
+    app = FastAPI(title="Raqib scoring API", version="1", description=API_DESCRIPTION, lifespan=_lifespan)
+    app.state.service = service
+    routers = (score.router, model_info.router, admin.router, health.router)
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app)
+
+    def body_limit(path: str) -> int:
+        return settings.max_batch_body_bytes if path == score.BATCH_PATH else settings.max_body_bytes
+
+    # Added innermost first: the request context wraps the body limit, so 413s are logged and counted.
+    app.add_middleware(BodyLimitMiddleware, limit_for_path=body_limit)
+    known_routes = {getattr(route, "path", "") for router in routers for route in router.routes}
+    app.add_middleware(RequestContextMiddleware, metrics=service.metrics, known_routes=known_routes)
+    return app
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = {**LOGGING_CONFIG, "loggers": dict(LOGGING_CONFIG["loggers"])}
+    config["loggers"]["raqib"] = {"handlers": ["default"], "level": level, "propagate": False}
+    return config
+
+
+def run(
+    host: str = "127.0.0.1", port: int = 8000, workers: int = 1, settings_file: str | Path | None = None
+) -> None:
+    """Serve the API with uvicorn (what `raqib serve` calls)."""
+    import uvicorn
+
+    if settings_file is not None:
+        # Workers are fresh processes that call create_app() with no arguments: the environment
+        # is the one channel that reaches them.
+        os.environ[SETTINGS_FILE_ENV] = str(Path(settings_file).resolve())
+    settings = load_settings()  # fail here, once, on bad settings rather than in every worker
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # Our own access line (route template, status, duration, request id) replaces uvicorn's.
+        access_log=False,
+        log_config=_log_config(settings.log_level),
+    )

@@ -1,0 +1,130 @@
+"""Typed service settings: RAQIB_* environment variables over an optional TOML file over defaults.
+
+Nothing here runs at import time; `load_settings()` is called inside `create_app()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "RAQIB_"
+SETTINGS_FILE_ENV = "RAQIB_SETTINGS_FILE"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used: a named file is missing or unreadable."""
+
+
+class SitePolicy(BaseModel):
+    """Per-site moderation policy: threshold overrides, trusted authors and enforce/observe mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reject_at: dict[str, Probability] = Field(default_factory=dict)
+    review_at: dict[str, Probability] = Field(default_factory=dict)
+    trusted_authors: list[str] = Field(default_factory=list)
+    mode: Literal["enforce", "observe"] = "enforce"
+
+
+def _split_keys(value: Any) -> Any:
+    """Accept 'a,b' (environment) as well as ['a', 'b'] (TOML)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _read_secret_lines(path: Path, what: str) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+class Settings(BaseSettings):
+    """Everything the scoring service can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        # `model_dir` and `model_uri` are our names, not pydantic's "model_" namespace.
+        protected_namespaces=(),
+    )
+
+    model_dir: Path = Path("models/champion")
+    model_uri: str | None = None
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    admin_key: SecretStr | None = None
+    admin_key_file: Path | None = None
+    state_dir: Path = Path("var")
+    require_auth_for_health: bool = False
+    max_text_chars: int = Field(default=10_000, gt=0)
+    max_batch_items: int = Field(default=1000, gt=0)
+    max_body_bytes: int = Field(default=65_536, gt=0)
+    max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sites: dict[str, SitePolicy] = Field(default_factory=dict)
+
+    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _registry_uri_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("models:/"):
+            raise ValueError("model_uri must look like models:/NAME@ALIAS or models:/NAME/VERSION")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then RAQIB_* variables, then the TOML file, then defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get(SETTINGS_FILE_ENV)
+        if settings_file:
+            path = Path(settings_file)
+            if not path.is_file():
+                raise SettingsError(f"{SETTINGS_FILE_ENV}={settings_file} does not name a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def resolved_api_keys(self) -> tuple[str, ...]:
+        """All accepted API keys: `api_keys` plus the lines of `api_keys_file`."""
+        keys = [key.get_secret_value() for key in self.api_keys if key.get_secret_value()]
+        if self.api_keys_file is not None:
+            keys.extend(_read_secret_lines(self.api_keys_file, "api_keys"))
+        return tuple(dict.fromkeys(keys))
+
+    def resolved_admin_key(self) -> str | None:
+        """The admin key from `admin_key` or the first line of `admin_key_file` (None if neither)."""
+        if self.admin_key is not None and self.admin_key.get_secret_value():
+            return self.admin_key.get_secret_value()
+        if self.admin_key_file is not None:
+            lines = _read_secret_lines(self.admin_key_file, "admin_key")
+            return lines[0] if lines else None
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment and RAQIB_SETTINGS_FILE (keyword arguments win)."""
+    return Settings(**overrides)

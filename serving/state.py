@@ -1,0 +1,182 @@
+"""The model currently serving, held as one immutable snapshot that reloads replace atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from serving.bundle import default_tracking_uri, write_bundle
+from serving.model import (
+    METADATA_FILE,
+    MODEL_FILE,
+    BundleError,
+    CommentInput,
+    ModerationModel,
+)
+from serving.policy import SiteRules, resolve_sites, unknown_labels
+from serving.settings import Settings
+
+logger = logging.getLogger("raqib.model")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model with everything derived from it; never mutated, only replaced."""
+
+    model: ModerationModel
+    bundle_path: Path
+    loaded_at: datetime
+    sites: Mapping[str, SiteRules]
+
+    @property
+    def name(self) -> str:
+        """The model's registered name."""
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        """The model's version string."""
+        return self.model.version
+
+    def rules_for(self, site: str | None) -> SiteRules | None:
+        """The site's resolved rules, or None for a site without its own policy."""
+        return self.sites.get(site) if site is not None else None
+
+
+class ModelHolder:
+    """Holds the current `LoadedModel`; readers take `current` once per request, reloads swap it.
+
+    Reads need no lock: replacing one attribute with a new, fully built object is atomic in
+    CPython, so a request sees the old model or the new one, never a mix. Reloads are serialised
+    by a lock so two of them cannot interleave their load-then-swap.
+    """
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._current: LoadedModel | None = None
+        self._reload_lock = threading.Lock()
+        self.load_error: str | None = None
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model serving now (None until one has loaded)."""
+        return self._current
+
+    def load(self) -> LoadedModel:
+        """Load the configured bundle and swap it in; on failure keep the old one and raise BundleError."""
+        with self._reload_lock:
+            try:
+                bundle_dir = resolve_bundle_dir(self._settings)
+                model = ModerationModel.from_bundle(bundle_dir)
+                warm_up(model)
+            except BundleError as exc:
+                self.load_error = str(exc)
+                raise
+            except Exception as exc:  # unreadable files, a pickle of the wrong shape, ...
+                self.load_error = f"{exc.__class__.__name__}: {exc}"
+                raise BundleError(self.load_error) from exc
+            problems = unknown_labels(self._settings.sites, model.labels)
+            for site, labels in problems.items():
+                logger.warning(
+                    "site %r overrides thresholds of labels the model lacks: %s", site, ", ".join(labels)
+                )
+            loaded = LoadedModel(
+                model=model,
+                bundle_path=bundle_dir.resolve(),
+                loaded_at=datetime.now(UTC),
+                sites=resolve_sites(model.thresholds, self._settings.sites),
+            )
+            self._current = loaded
+            self.load_error = None
+            return loaded
+
+
+WARM_UP_TEXT = "تعليق تجريبي للتحقق من النموذج 0551234567 www.example.com"
+
+
+def warm_up(model: ModerationModel) -> None:
+    """Score one comment so a broken pickle fails the load, and lazy caches fill before traffic."""
+    try:
+        model.score([CommentInput(text=WARM_UP_TEXT, article_title="عنوان", article_text="نص الخبر")])
+    except Exception as exc:
+        raise BundleError(f"model loaded but cannot score: {exc.__class__.__name__}: {exc}") from None
+
+
+def resolve_bundle_dir(settings: Settings) -> Path:
+    """The bundle directory to load: `model_dir`, or the registry model cached under `state_dir`."""
+    if settings.model_uri:
+        return cache_registry_model(settings.model_uri, settings.state_dir)
+    return settings.model_dir
+
+
+def cache_registry_model(model_uri: str, state_dir: Path) -> Path:
+    """Resolve a models:/ URI with mlflow (imported only here) into a bundle under `state_dir`."""
+    try:
+        import mlflow
+        import mlflow.sklearn
+        from mlflow import MlflowClient
+    except ImportError as exc:
+        raise BundleError(f"model_uri {model_uri} needs mlflow, which is not installed: {exc}") from None
+
+    try:
+        uri = default_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        client = MlflowClient()
+        name, version = _registry_version(client, model_uri)
+        target = state_dir / "models" / _safe_name(name) / _safe_name(version)
+        if (target / METADATA_FILE).is_file() and (target / MODEL_FILE).is_file():
+            return target
+        model_version = client.get_model_version(name, version)
+        metadata = _run_bundle_metadata(mlflow, str(model_version.run_id))
+        pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    except BundleError:
+        raise
+    except Exception as exc:  # mlflow raises many exception types for missing models and stores
+        raise BundleError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from None
+    metadata.setdefault("name", name)
+    metadata["version"] = str(version)
+    metadata.setdefault("labels", [str(c) for c in pipeline.classes_])
+    metadata["source_uri"] = model_uri
+    try:
+        write_bundle(pipeline, metadata, target)
+    except OSError:
+        if not (target / METADATA_FILE).is_file():  # another worker may have cached it first
+            raise
+    return target
+
+
+def _registry_version(client: Any, model_uri: str) -> tuple[str, str]:
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, _, version = ref.rpartition("/")
+    if not name or not version:
+        raise BundleError(f"model_uri {model_uri} is neither models:/NAME@ALIAS nor models:/NAME/VERSION")
+    return name, version
+
+
+def _run_bundle_metadata(mlflow: Any, run_id: str) -> dict[str, Any]:
+    """The bundle metadata the training run logged (labels, thresholds, metrics, data fingerprint)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="bundle/metadata.json", dst_path=tmp
+            )
+        except Exception as exc:  # an older run without the artifact: thresholds would be unknown
+            raise BundleError(f"run {run_id} has no bundle/metadata.json: {exc}") from None
+        metadata: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+        return metadata
+
+
+def _safe_name(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", value) or "_"

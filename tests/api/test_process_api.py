@@ -1,0 +1,126 @@
+"""The service as a process: clean imports, uvicorn factory start-up, SIGHUP reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from serving.model import METADATA_FILE
+
+pytestmark = pytest.mark.api
+
+REPO = Path(__file__).resolve().parents[2]
+NO_HEAVY_IMPORTS = (
+    "assert 'mlflow' not in sys.modules, 'mlflow imported';"
+    "assert not [m for m in sys.modules if m == 'training' or m.startswith('training.')], 'training imported'"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAQIB_") or k == "RAQIB_SHARED"}
+    env.update(extra)
+    return env
+
+
+def test_importing_the_app_imports_neither_mlflow_nor_training() -> None:
+    code = f"import serving.app, sys; {NO_HEAVY_IMPORTS}"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=clean_env(), timeout=60)
+
+
+def test_serving_a_request_imports_neither_mlflow_nor_training(tiny_bundle: Path) -> None:
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from serving.app import create_app\n"
+        "with TestClient(create_app()) as client:\n"
+        "    r = client.post('/v1/score', json={'comment': {'text': 'اتصل 0551234567'}})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "    assert client.get('/readyz').status_code == 200\n"
+        f"{NO_HEAVY_IMPORTS}\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=REPO,
+        timeout=60,
+        env=clean_env(RAQIB_MODEL_DIR=str(tiny_bundle)),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until(check: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pipeline: Any) -> None:
+    from serving.bundle import write_bundle
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=clean_env(RAQIB_MODEL_DIR=str(bundle_copy), RAQIB_API_KEYS="proc-key"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert _wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60), "never ready"
+        headers = {"Authorization": "Bearer proc-key"}
+        assert httpx.get(f"{base}/v1/model", headers=headers).json()["version"] == "0-test"
+
+        metadata = json.loads((bundle_copy / METADATA_FILE).read_text(encoding="utf-8"))
+        metadata.pop("sha256")
+        metadata["version"] = "9-sighup"
+        write_bundle(tiny_pipeline, metadata, bundle_copy)
+        server.send_signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            return bool(httpx.get(f"{base}/v1/model", headers=headers).json()["version"] == "9-sighup")
+
+        assert _wait_until(reloaded, 30), "SIGHUP did not reload the model"
+        assert server.poll() is None, "SIGHUP must not stop the server"
+        assert 'raqib_model_reloads_total{outcome="success"} 1.0' in httpx.get(f"{base}/metrics").text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            output, _ = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
+    assert "proc-key" not in output
+    assert "model reload (SIGHUP): now serving raqib-moderator 9-sighup" in output
