@@ -73,6 +73,10 @@ def decide(
     for label, p in risky:
         if p >= thresholds.review_at.get(label, math.inf):
             return REVIEW, label
+    # A comment the model thinks is most likely not acceptable is never waved through, whatever
+    # the recall-derived review threshold says: it goes to a moderator.
+    if risky and risky[0][1] > scores.get(acceptable, 0.0):
+        return REVIEW, risky[0][0]
     return APPROVE, None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import tempfile
 from dataclasses import dataclass
@@ -46,7 +45,11 @@ def _experiment_id(name: str, root: Path) -> str:
         return str(experiment.experiment_id)
     artifacts = (root / "experiments" / "mlartifacts").resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else artifacts.as_uri()
+    # A local sqlite store keeps its artifacts beside it under experiments/ (git-ignored); a
+    # tracking server decides its own artifact root. (mlflow.set_tracking_uri exports
+    # MLFLOW_TRACKING_URI, so the environment cannot tell us which case this is.)
+    local = mlflow.get_tracking_uri().startswith("sqlite:")
+    location = artifacts.as_uri() if local else None
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 

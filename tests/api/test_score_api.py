@@ -110,7 +110,8 @@ def test_site_threshold_override_changes_the_action(make_client: MakeClient) -> 
     default = score(client, SPAM_TEXT)
     lenient = score(client, SPAM_TEXT, site="lenient")
     assert default["action"] == "reject"
-    assert lenient["action"] == "approve"
+    # Above every threshold of the lenient site, yet still most likely spam: held for review.
+    assert lenient["action"] == "review"
     assert lenient["scores"] == default["scores"]
     # An on-topic sport comment under a politics article is off_topic enough for the strict site.
     sport = score(client, "الهلال بطل الدوري هذا الموسم", site="strict")

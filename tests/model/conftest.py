@@ -9,11 +9,9 @@ from tests.conftest import REPO
 
 
 @pytest.fixture(scope="session")
-def starter_model():
-    """The starter experiment with one candidate, as the ModerationModel that serving would load."""
-    from serving.model import ModerationModel
+def starter_result():
+    """The starter experiment with one candidate: a real TrainResult (no MLflow involved)."""
     from training.config import CandidateConfig, load_config
-    from training.tracking import bundle_metadata
     from training.train import run_experiment
 
     config = load_config(REPO / "experiments" / "starter.toml")
@@ -23,9 +21,17 @@ def starter_model():
             "data": config.data.model_copy(update={"labeled_dir": None}),
         }
     )
-    result = run_experiment(config, REPO)
-    metadata = bundle_metadata(result) | {"version": "test", "sha256": "-"}
-    return ModerationModel(result.pipeline, metadata)
+    return run_experiment(config, REPO)
+
+
+@pytest.fixture(scope="session")
+def starter_model(starter_result):
+    """The starter result as the ModerationModel that serving would load."""
+    from serving.model import ModerationModel
+    from training.tracking import bundle_metadata
+
+    metadata = bundle_metadata(starter_result) | {"version": "test", "sha256": "-"}
+    return ModerationModel(starter_result.pipeline, metadata)
 
 
 @pytest.fixture(scope="session")

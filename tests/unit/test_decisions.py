@@ -18,6 +18,8 @@ POLICY = Thresholds(reject_at={"spam": 0.9, "off_topic": 0.95}, review_at={"spam
         ({"on_topic": 0.3, "spam": 0.6, "off_topic": 0.1}, REVIEW, "spam"),
         ({"on_topic": 0.35, "spam": 0.05, "off_topic": 0.6}, REVIEW, "off_topic"),
         ({"on_topic": 0.9, "spam": 0.05, "off_topic": 0.05}, APPROVE, None),
+        # most likely spam, though under every threshold: a moderator sees it
+        ({"on_topic": 0.3, "spam": 0.45, "off_topic": 0.25}, REVIEW, "spam"),
         # on_topic never triggers anything, however confident
         ({"on_topic": 1.0, "spam": 0.0, "off_topic": 0.0}, APPROVE, None),
     ],
