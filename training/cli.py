@@ -122,6 +122,13 @@ def train(
             f"{leak['source_accuracy']:.3f} (majority baseline "
             f"{leak['majority_baseline']:.3f}, {leak['n_sources']} sources)"
         )
+    tweets = leak.get("tweet_accounts")
+    if tweets:
+        console.print(
+            f"tweets check (never trained on): genuine accounts called spam "
+            f"{_percent(tweets['genuine_accounts_called_spam'])}, spam accounts "
+            f"{_percent(tweets['spam_accounts_called_spam'])}, AUC {tweets['auc_spam_vs_genuine']:.3f}"
+        )
     console.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
     if register:
         from training.tracking import log_and_register

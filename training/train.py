@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
 from serving.model import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP, Thresholds
-from serving.schema import OFF_TOPIC
+from serving.schema import OFF_TOPIC, SPAM
 from training.config import CandidateConfig, ExperimentConfig
 from training.contract import LabeledRecord
 from training.data import (
@@ -213,6 +216,9 @@ def run_experiment(
         metrics["false_off_topic"] = false_off_topic_rates(predict, frozen, labels, policy)
     progress("checking for corpus leakage", 0.93)
     metrics["leakage"] = corpus_leakage(featurizer, train, config.seed)
+    tweets = tweet_accounts_check(pipeline, config, root)
+    if tweets:
+        metrics["leakage"]["tweet_accounts"] = tweets
     metrics["train_seconds"] = round(train_seconds, 2)
     progress("done", 1.0)
     return TrainResult(
@@ -284,7 +290,10 @@ def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed:
         if len(set(y[fit_idx])) < 2:
             predicted[val_idx] = y[fit_idx][0]
             continue
-        clf.fit(x[fit_idx], y[fit_idx])
+        with warnings.catch_warnings():
+            # A few epochs are enough to see whether sources separate; convergence is beside the point.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(x[fit_idx], y[fit_idx])
         predicted[val_idx] = clf.predict(x[val_idx])
     accuracy = float((predicted == y).mean())
     majority = max(counts.values()) / len(y)
@@ -295,4 +304,34 @@ def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed:
         "n_sources": len(counts),
         "sources": counts,
         "off_topic_sources": sorted(s for s in off_topic_sources if s),
+    }
+
+
+def tweet_accounts_check(pipeline: Pipeline, config: ExperimentConfig, root: Path) -> dict[str, Any] | None:
+    """Does the model call Arabic tweets spam just for being tweets?
+
+    `ar_tweet_accounts` holds genuine and spam accounts' tweets from the same platform and is
+    never trained on. If the model had learned "tweet ⇒ spam" from the spam-only tweet corpus,
+    it would flag the genuine accounts about as often as the spam ones.
+    """
+    from training.contract import read_records
+
+    if not config.data.public or "ar_tweet_accounts" not in config.data.exclude_sources:
+        return None
+    path = root / config.data.public
+    if not path.is_file():
+        return None
+    rows = [r for r in read_records(path) if r.source == "ar_tweet_accounts"]
+    if not rows or len({r.label for r in rows}) < 2:
+        return None
+    labels = [str(c) for c in pipeline.classes_]
+    if SPAM not in labels:
+        return None
+    p_spam = pipeline.predict_proba(to_frame(rows))[:, labels.index(SPAM)]
+    is_spam = np.array([r.label == SPAM for r in rows])
+    return {
+        "n": len(rows),
+        "genuine_accounts_called_spam": float((p_spam[~is_spam] >= 0.5).mean()),
+        "spam_accounts_called_spam": float((p_spam[is_spam] >= 0.5).mean()),
+        "auc_spam_vs_genuine": float(roc_auc_score(is_spam, p_spam)),
     }
