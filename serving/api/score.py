@@ -93,8 +93,8 @@ def _response_fields(
         "decision": DecisionOut(
             action=decision.decided_action,  # type: ignore[arg-type]
             label=decision.label,
-            mode=decision.mode,
-        ),  # type: ignore[arg-type]
+            mode=decision.mode,  # type: ignore[arg-type]
+        ),
         "reasons": reasons,
         "spans": [SpanOut(begin=s.begin, end=s.end, score=s.score) for s in scored.spans],
         "model": ModelRef(name=loaded.name, version=loaded.version),
