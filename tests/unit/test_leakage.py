@@ -18,21 +18,29 @@ def _records(style_a: str, style_b: str) -> list[LabeledRecord]:
     out = []
     for i in range(120):
         w = words[i % len(words)]
-        out.append(LabeledRecord(text=style_a.format(w=w, i=i), label="on_topic", comment_id=f"a{i}",
-                                 source="corpus_a"))
-        out.append(LabeledRecord(text=style_b.format(w=w, i=i), label="on_topic", comment_id=f"b{i}",
-                                 source="corpus_b"))
+        out.append(
+            LabeledRecord(
+                text=style_a.format(w=w, i=i), label="on_topic", comment_id=f"a{i}", source="corpus_a"
+            )
+        )
+        out.append(
+            LabeledRecord(
+                text=style_b.format(w=w, i=i), label="on_topic", comment_id=f"b{i}", source="corpus_b"
+            )
+        )
     return out
 
 
 def test_distinct_corpora_are_flagged(tiny_pipeline) -> None:
-    report = corpus_leakage(_featurizer(tiny_pipeline),
-                            _records("RT {w} !!! http://x.example/{i}", "رأيي في {w} أنه جيد"), seed=0)
+    report = corpus_leakage(
+        _featurizer(tiny_pipeline), _records("RT {w} !!! http://x.example/{i}", "رأيي في {w} أنه جيد"), seed=0
+    )
     assert report["source_accuracy"] > 0.95
     assert report["majority_baseline"] == pytest.approx(0.5)
 
 
 def test_indistinguishable_corpora_stay_near_chance(tiny_pipeline) -> None:
-    report = corpus_leakage(_featurizer(tiny_pipeline),
-                            _records("رأيي في {w} أنه جيد", "رأيي في {w} أنه جيد"), seed=0)
+    report = corpus_leakage(
+        _featurizer(tiny_pipeline), _records("رأيي في {w} أنه جيد", "رأيي في {w} أنه جيد"), seed=0
+    )
     assert report["source_accuracy"] < 0.7
