@@ -329,8 +329,17 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
 
     def _embed(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         tfidf = tfidf_rows(self.tfidf_, _content_analyzer, texts)
-        lsa = _row_normalize(np.asarray(tfidf @ self.svd_.components_.T))
+        lsa = _row_normalize(np.asarray(tfidf @ self._projection()))
         return tfidf, lsa
+
+    def _projection(self) -> np.ndarray:
+        # C-ordered (vocabulary × components): sparse @ components_.T would copy the whole
+        # transposed matrix on every call, which dominated single-comment latency.
+        projection = self.__dict__.get("_projection_c")
+        if projection is None:
+            projection = np.ascontiguousarray(self.svd_.components_.T, dtype=np.float32)
+            self.__dict__["_projection_c"] = projection
+        return projection
 
     def _article_vectors(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         """Embeddings of article texts, cached: many comments share one article."""
@@ -347,7 +356,8 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_cache", None)  # per-process memo, not part of the model
+        state.pop("_cache", None)  # per-process memos, not part of the model
+        state.pop("_projection_c", None)
         return state
 
     def transform(self, X: PreparedComments) -> sp.csr_matrix:
