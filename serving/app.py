@@ -20,15 +20,30 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from serving.api import admin, health, model_info, score
+from serving.api import (
+    admin,
+    akismet,
+    articles,
+    coral,
+    feedback,
+    health,
+    model_info,
+    perspective,
+    queue,
+    score,
+    webhooks,
+)
 from serving.api.deps import Service
 from serving.api.errors import install_error_handlers
 from serving.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from serving.metrics import ServiceMetrics
 from serving.model import BundleError
+from serving.queue_auth import build_queue_auth
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.state import ModelHolder
+from serving.store import StoreHolder, default_store_url
 
 logger = logging.getLogger("raqib")
 
@@ -92,6 +107,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         service.metrics.set_model(loaded.name, loaded.version)
         logger.info("serving %s %s from %s", loaded.name, loaded.version, loaded.bundle_path)
+    # Without a store scoring goes on (unaudited); store-backed routes answer 503 store_unavailable.
+    await asyncio.to_thread(service.stores.open)
     pending: set[asyncio.Task[Any]] = set()
     sighup = _install_sighup(service, pending)
     try:
@@ -102,6 +119,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in list(pending):
             with contextlib.suppress(Exception):
                 await task
+        await asyncio.to_thread(service.stores.close)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -115,20 +133,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=ServiceMetrics(),
         api_keys=tuple(key.encode("utf-8") for key in settings.resolved_api_keys()),
         admin_key=admin_key.encode("utf-8") if admin_key else None,
+        stores=StoreHolder(
+            settings.store_url.get_secret_value()
+            if settings.store_url
+            else default_store_url(settings.state_dir)
+        ),
+        coral_secrets=settings.resolved_coral_secrets(),
+        webhook_secrets=settings.resolved_webhook_secrets(),
     )
     app = FastAPI(title="Raqib scoring API", version="1", description=API_DESCRIPTION, lifespan=_lifespan)
     app.state.service = service
-    routers = (score.router, model_info.router, admin.router, health.router)
+    app.state.queue_auth = build_queue_auth(settings, admin_key)
+    routers = (
+        score.router,
+        articles.router,
+        feedback.router,
+        coral.router,
+        perspective.router,
+        akismet.router,
+        webhooks.router,
+        model_info.router,
+        admin.router,
+        health.router,
+        queue.router,
+        queue.page_router,
+    )
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    # The queue page's scripts, styles and strings, from the package itself: no CDN, works offline.
+    app.mount(queue.STATIC_PREFIX, StaticFiles(directory=queue.STATIC_DIR), name="static")
+
+    # Routes that may carry a whole article (or its text as context) get the larger article limit.
+    article_paths = {
+        feedback.FEEDBACK_PATH,
+        coral.WEBHOOK_PATH,
+        perspective.ANALYZE_PATH,
+        perspective.SUGGEST_PATH,
+        akismet.COMMENT_CHECK_PATH,
+        akismet.SUBMIT_SPAM_PATH,
+        akismet.SUBMIT_HAM_PATH,
+        webhooks.WEBHOOK_PATH,
+    }
 
     def body_limit(path: str) -> int:
-        return settings.max_batch_body_bytes if path == score.BATCH_PATH else settings.max_body_bytes
+        if path in (score.BATCH_PATH, queue.IMPORT_PATH):
+            return settings.max_batch_body_bytes
+        if path in article_paths or path.startswith(articles.ARTICLES_PREFIX):
+            return settings.max_article_body_bytes
+        return settings.max_body_bytes
 
     # Added innermost first: the request context wraps the body limit, so 413s are logged and counted.
     app.add_middleware(BodyLimitMiddleware, limit_for_path=body_limit)
+    app.add_middleware(queue.QueueSecurityHeadersMiddleware)
     known_routes = {getattr(route, "path", "") for router in routers for route in router.routes}
+    # Static files have no route template: name them, so their requests are not counted as unmatched.
+    known_routes |= {f"{queue.STATIC_PREFIX}/{asset.name}" for asset in queue.STATIC_DIR.iterdir()}
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics, known_routes=known_routes)
     return app
 

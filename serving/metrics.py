@@ -51,6 +51,17 @@ class ServiceMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.shadow_agreement = Counter(
+            "raqib_shadow_agreement",
+            "Comments scored by both champion and shadow, by whether they agreed (same action and label).",
+            ["agree"],
+            registry=self.registry,
+        )
+        self.shadow_errors = Counter(
+            "raqib_shadow_errors",
+            "Comments the shadow model failed to score (the champion's answer stood).",
+            registry=self.registry,
+        )
 
     def set_model(self, name: str, version: str) -> None:
         """Record which model serves now."""

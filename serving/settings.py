@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     model_dir: Path = Path("models/champion")
     model_uri: str | None = None
+    # The challenger scored beside the champion (shadow mode); its verdicts never reach the caller.
+    shadow_model_dir: Path | None = None
+    shadow_model_uri: str | None = None
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
     admin_key: SecretStr | None = None
@@ -79,14 +82,26 @@ class Settings(BaseSettings):
     max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sites: dict[str, SitePolicy] = Field(default_factory=dict)
+    # A SecretStr because database URLs carry passwords (postgresql+psycopg://user:pass@host/db).
+    store_url: SecretStr | None = None
+    coral_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_article_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    coral_timeout_ms: int = Field(default=150, gt=0)
+    # The moderators' queue (/queue): "name:key" pairs, and how its login sessions are signed.
+    moderator_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    moderator_keys_file: Path | None = None
+    session_secret: SecretStr | None = None
+    session_max_age: int = Field(default=12 * 3600, gt=0)
 
-    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _split_lists = field_validator("api_keys", "coral_secrets", "webhook_secret", mode="before")(_split_keys)
+    _split_moderator_keys = field_validator("moderator_keys", mode="before")(_split_keys)
 
-    @field_validator("model_uri")
+    @field_validator("model_uri", "shadow_model_uri")
     @classmethod
-    def _registry_uri_only(cls, value: str | None) -> str | None:
+    def _registry_uri_only(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith("models:/"):
-            raise ValueError("model_uri must look like models:/NAME@ALIAS or models:/NAME/VERSION")
+            raise ValueError(f"{info.field_name} must look like models:/NAME@ALIAS or models:/NAME/VERSION")
         return value
 
     @classmethod
@@ -115,6 +130,16 @@ class Settings(BaseSettings):
             keys.extend(_read_secret_lines(self.api_keys_file, "api_keys"))
         return tuple(dict.fromkeys(keys))
 
+    def resolved_coral_secrets(self) -> tuple[bytes, ...]:
+        """Coral's signing secrets (several during a rotation)."""
+        return tuple(s.get_secret_value().encode("utf-8") for s in self.coral_secrets if s.get_secret_value())
+
+    def resolved_webhook_secrets(self) -> tuple[bytes, ...]:
+        """The generic webhook's signing secrets (several during a rotation)."""
+        return tuple(
+            s.get_secret_value().encode("utf-8") for s in self.webhook_secret if s.get_secret_value()
+        )
+
     def resolved_admin_key(self) -> str | None:
         """The admin key from `admin_key` or the first line of `admin_key_file` (None if neither)."""
         if self.admin_key is not None and self.admin_key.get_secret_value():
@@ -123,6 +148,25 @@ class Settings(BaseSettings):
             lines = _read_secret_lines(self.admin_key_file, "admin_key")
             return lines[0] if lines else None
         return None
+
+    def resolved_moderator_keys(self) -> dict[str, str]:
+        """Moderator name → key, from `moderator_keys` and the lines of `moderator_keys_file`."""
+        entries = [key.get_secret_value() for key in self.moderator_keys if key.get_secret_value()]
+        if self.moderator_keys_file is not None:
+            entries.extend(_read_secret_lines(self.moderator_keys_file, "moderator_keys"))
+        keys: dict[str, str] = {}
+        for number, entry in enumerate(entries, start=1):
+            # Never quote the entry: it holds a key.
+            name, separator, key = entry.partition(":")
+            name, key = name.strip(), key.strip()
+            if not separator or not name or not key:
+                raise SettingsError(f"moderator key entry {number} is not 'name:key'")
+            if name in keys:
+                raise SettingsError(f"moderator {name!r} is listed twice")
+            if key in keys.values():
+                raise SettingsError(f"moderator {name!r} shares a key with another moderator")
+            keys[name] = key
+        return keys
 
 
 def load_settings(**overrides: Any) -> Settings:

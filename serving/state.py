@@ -20,9 +20,11 @@ from serving.model import (
     BundleError,
     CommentInput,
     ModerationModel,
+    read_bundle_metadata,
 )
 from serving.policy import SiteRules, resolve_sites, unknown_labels
 from serving.settings import Settings
+from serving.shadow import ShadowTracker
 
 logger = logging.getLogger("raqib.model")
 
@@ -51,6 +53,16 @@ class LoadedModel:
         return self.sites.get(site) if site is not None else None
 
 
+@dataclass(frozen=True)
+class ShadowSlot:
+    """The challenger scored beside the champion (shadow mode): its model, or why it is not loaded."""
+
+    loaded: LoadedModel | None
+    error: str | None
+    name: str | None
+    version: str | None
+
+
 class ModelHolder:
     """Holds the current `LoadedModel`; readers take `current` once per request, reloads swap it.
 
@@ -62,17 +74,26 @@ class ModelHolder:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._current: LoadedModel | None = None
+        self._shadow: ShadowSlot | None = None
         self._reload_lock = threading.Lock()
         self.load_error: str | None = None
+        self.shadow_tracker = ShadowTracker()
 
     @property
     def current(self) -> LoadedModel | None:
         """The model serving now (None until one has loaded)."""
         return self._current
 
+    @property
+    def shadow(self) -> ShadowSlot | None:
+        """The shadow model's slot (None when shadow mode is not configured)."""
+        return self._shadow
+
     def load(self) -> LoadedModel:
         """Load the configured bundle and swap it in; on failure keep the old one and raise BundleError."""
         with self._reload_lock:
+            # The shadow reloads with the champion; it never raises, so it cannot stop the champion.
+            self._load_shadow()
             try:
                 bundle_dir = resolve_bundle_dir(self._settings)
                 model = ModerationModel.from_bundle(bundle_dir)
@@ -98,6 +119,34 @@ class ModelHolder:
             self.load_error = None
             return loaded
 
+    def _load_shadow(self) -> None:
+        """Load the shadow bundle if one is configured; failures are logged and kept, never raised."""
+        settings = self._settings
+        if settings.shadow_model_dir is None and settings.shadow_model_uri is None:
+            return
+        bundle_dir: Path | None = None
+        try:
+            bundle_dir = resolve_shadow_dir(settings)
+            model = ModerationModel.from_bundle(bundle_dir)
+            warm_up(model)
+            loaded = LoadedModel(
+                model=model,
+                bundle_path=bundle_dir.resolve(),
+                loaded_at=datetime.now(UTC),
+                sites=resolve_sites(model.thresholds, settings.sites),
+            )
+        except Exception as exc:  # whatever breaks the challenger, the champion serves on
+            error = str(exc) if isinstance(exc, BundleError) else f"{exc.__class__.__name__}: {exc}"
+            # Like the champion, a shadow that loaded before keeps being compared until a reload works.
+            kept = self._shadow.loaded if self._shadow is not None else None
+            name, version = (kept.name, kept.version) if kept is not None else _bundle_identity(bundle_dir)
+            self._shadow = ShadowSlot(loaded=kept, error=error, name=name, version=version)
+            still = f"; still comparing with {kept.name} {kept.version}" if kept else ""
+            logger.error("shadow model not loaded (the champion serves as usual%s): %s", still, error)
+            return
+        self._shadow = ShadowSlot(loaded=loaded, error=None, name=loaded.name, version=loaded.version)
+        logger.info("shadow model %s %s loaded from %s", loaded.name, loaded.version, loaded.bundle_path)
+
 
 WARM_UP_TEXT = "تعليق تجريبي للتحقق من النموذج 0551234567 www.example.com"
 
@@ -115,6 +164,26 @@ def resolve_bundle_dir(settings: Settings) -> Path:
     if settings.model_uri:
         return cache_registry_model(settings.model_uri, settings.state_dir)
     return settings.model_dir
+
+
+def resolve_shadow_dir(settings: Settings) -> Path:
+    """The shadow bundle directory: `shadow_model_dir`, or `shadow_model_uri` cached like `model_uri`."""
+    if settings.shadow_model_uri:
+        return cache_registry_model(settings.shadow_model_uri, settings.state_dir)
+    if settings.shadow_model_dir is None:
+        raise BundleError("no shadow model configured")
+    return settings.shadow_model_dir
+
+
+def _bundle_identity(bundle_dir: Path | None) -> tuple[str | None, str | None]:
+    """Name and version from a bundle's metadata even when the bundle cannot load (None if unreadable)."""
+    if bundle_dir is None:
+        return None, None
+    try:
+        metadata = read_bundle_metadata(bundle_dir)
+    except BundleError:
+        return None, None
+    return str(metadata["name"]), str(metadata["version"])
 
 
 def cache_registry_model(model_uri: str, state_dir: Path) -> Path:

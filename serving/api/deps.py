@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.api.errors import ApiError
 from serving.metrics import ServiceMetrics
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder
+from serving.store import Store, StoreError, StoreHolder
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -26,6 +28,9 @@ class Service:
     metrics: ServiceMetrics
     api_keys: tuple[bytes, ...]
     admin_key: bytes | None
+    stores: StoreHolder
+    coral_secrets: tuple[bytes, ...] = ()
+    webhook_secrets: tuple[bytes, ...] = ()
 
     @property
     def open_access(self) -> bool:
@@ -106,3 +111,41 @@ async def current_model(service: ServiceDep) -> LoadedModel:
 
 
 ModelDep = Annotated[LoadedModel, Depends(current_model)]
+
+
+async def optional_store(service: ServiceDep) -> Store | None:
+    """The store, or None while it is unavailable (scoring goes on without its audit log)."""
+    holder = service.stores
+    store = holder.current
+    if store is None and holder.retry_due:
+        # Opening touches the disk (or a database server): never on the event loop.
+        store = await run_in_threadpool(holder.open, True)
+    return store
+
+
+OptionalStoreDep = Annotated[Store | None, Depends(optional_store)]
+
+
+def store_unavailable(service: Service) -> ApiError:
+    """The 503 for routes that need the store while it cannot be opened."""
+    reason = service.stores.error or "not open yet"
+    return ApiError(
+        503,
+        "store_unavailable",
+        f"the feedback and audit store is unavailable ({reason}); scoring still works, retry later",
+    )
+
+
+async def require_store(service: ServiceDep, store: OptionalStoreDep) -> Store:
+    """The store, or 503 store_unavailable."""
+    if store is None:
+        raise store_unavailable(service)
+    return store
+
+
+StoreDep = Annotated[Store, Depends(require_store)]
+
+
+def store_failed(exc: StoreError) -> ApiError:
+    """The 503 for a read or write the store refused; the transaction was rolled back."""
+    return ApiError(503, "store_unavailable", f"{exc}; nothing was recorded, retry later")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+M = TypeVar("M", bound=BaseModel)
 
 # Stable codes for HTTP errors raised by the framework itself (routing, body parsing).
 STATUS_CODES = {
@@ -41,7 +44,7 @@ _TYPE_ERRORS = frozenset(
         "is_instance_of",
     }
 )
-_CUSTOM_CODES = frozenset({"empty_text", "invalid_unicode", "text_too_long"})
+_CUSTOM_CODES = frozenset({"empty_text", "invalid_unicode", "text_too_long", "invalid_label"})
 
 
 class ApiError(Exception):
@@ -122,6 +125,34 @@ def describe_validation_error(
         str(error.get("msg", "invalid value")),
         dotted_field(error.get("loc", ()), strip_body),
     )
+
+
+def validation_api_error(exc: ValidationError, prefix: str = "") -> ApiError:
+    """The ApiError for a pydantic error raised while parsing a body by hand (`prefix` names its place)."""
+    first: Mapping[str, Any] = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "malformed JSON")
+        return ApiError(400, "invalid_json", f"request body is not valid JSON: {detail}")
+    code, message, field = describe_validation_error(first, strip_body=False)
+    if prefix:
+        field = f"{prefix}.{field}" if field else prefix
+    return ApiError(422, code, message, field)
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """Validate raw JSON bytes (read once for a signature check) as `model`, or raise ApiError."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_api_error(exc) from None
+
+
+def parse_value(model: type[M], value: Any, prefix: str) -> M:
+    """Validate an already-parsed value (an event's `data`) as `model`; errors name `prefix.field`."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise validation_api_error(exc, prefix) from None
 
 
 async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -6,8 +6,18 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from serving.store import LABEL_PATTERN
 
 Action = Literal["approve", "review", "reject"]
 
@@ -58,11 +68,14 @@ class CommentIn(_Input):
 class ArticleIn(_Input):
     """The article the comment was posted under; without it off_topic cannot be judged."""
 
-    id: ExternalId | None = None
+    id: ExternalId | None = Field(
+        default=None, description="Your article id; a stored article (PUT /v1/articles) fills title and text."
+    )
     title: str | None = None
     text: str | None = None
+    url: str | None = Field(default=None, description="Also finds a stored article by its URL.")
 
-    _clean = field_validator("title", "text")(_reject_lone_surrogates)
+    _clean = field_validator("title", "text", "url")(_reject_lone_surrogates)
 
 
 class ScoreRequest(_Input):
@@ -227,3 +240,99 @@ class ReadyResponse(BaseModel):
 
     status: Literal["ready"] = "ready"
     model: ModelRef
+
+
+def _well_formed_label(value: str) -> str:
+    if not LABEL_PATTERN.match(value):
+        raise PydanticCustomError(
+            "invalid_label",
+            "label {label!r} is not a lower_snake_case name (e.g. spam, off_topic)",
+            {"label": value},
+        )
+    return value
+
+
+Label = Annotated[str, AfterValidator(_well_formed_label)]
+CleanText = Annotated[str, AfterValidator(_reject_lone_surrogates)]
+
+
+class ArticlePut(_Input):
+    """An article to keep, so comments can name it by id or URL instead of sending its text."""
+
+    title: CleanText | None = None
+    text: CleanText | None = None
+    url: CleanText | None = None
+    site: str | None = Field(default=None, description="The site the id belongs to; none: every site.")
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ArticlePut:
+        if not (self.title or self.text or self.url):
+            raise PydanticCustomError("missing", "an article needs at least a title, a text or a url")
+        return self
+
+
+class ArticleOut(BaseModel):
+    """A stored article."""
+
+    id: str
+    site: str | None
+    title: str | None
+    text: str | None
+    url: str | None
+    updated_at: datetime | None
+
+
+class FeedbackComment(_Input):
+    """The comment a verdict is about, so the export has its text even if Raqib never scored it."""
+
+    text: CleanText
+    author: str | None = Field(default=None, description="Kept out of the store and of every export.")
+
+
+def _text_as_comment(value: Any) -> Any:
+    return {"text": value} if isinstance(value, str) else value
+
+
+class FeedbackArticle(_Input):
+    """The article a verdict's comment sits under."""
+
+    id: ExternalId | None = None
+    title: CleanText | None = None
+    text: CleanText | None = None
+
+
+class FeedbackRequest(_Input):
+    """A moderator's verdict on one comment."""
+
+    comment_id: ExternalId = Field(min_length=1)
+    label: Label = Field(
+        description="on_topic, off_topic, spam, abusive or a site's own lower_snake_case label."
+    )
+    moderator: str | None = None
+    site: str | None = None
+    comment: Annotated[FeedbackComment | None, BeforeValidator(_text_as_comment)] = Field(
+        default=None, description="The comment text (a string or {text})."
+    )
+    article: FeedbackArticle | None = None
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"comment_id": "c-1", "label": "spam", "moderator": "mod-3", "site": "example-news"},
+            ]
+        },
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """A recorded verdict: it is on disk."""
+
+    id: int
+    comment_id: str
+    site: str | None
+    label: str | None
+    known_label: bool = Field(
+        description="Whether the serving model has this label (new labels are allowed)."
+    )
+    created_at: datetime

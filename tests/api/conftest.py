@@ -40,12 +40,18 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_client(tiny_bundle: Path) -> Iterator[MakeClient]:
+def make_client(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeClient]:
     """Build a started TestClient (lifespan run, model loaded) from settings overrides."""
     clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
-        values: dict[str, Any] = {"model_dir": tiny_bundle, "api_keys": [API_KEY], "admin_key": ADMIN_KEY}
+        values: dict[str, Any] = {
+            "model_dir": tiny_bundle,
+            "api_keys": [API_KEY],
+            "admin_key": ADMIN_KEY,
+            # Each app gets its own store, never the working directory's var/.
+            "state_dir": tmp_path_factory.mktemp("state"),
+        }
         values.update(overrides)
         client = TestClient(create_app(Settings(**values)))
         client.__enter__()

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ NO_HEAVY_IMPORTS = (
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAQIB_") or k == "RAQIB_SHARED"}
+    # Servers started here keep their stores in a throwaway dir, never in the repository's var/.
+    env["RAQIB_STATE_DIR"] = tempfile.mkdtemp(prefix="raqib-state-")
     env.update(extra)
     return env
 

@@ -1,0 +1,59 @@
+"""POST /v1/feedback: a moderator's verdict on a comment, kept for the next training run."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from serving.api.deps import Service, ServiceDep, StoreDep, require_api_key, store_failed
+from serving.api.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serving.schema import DEFAULT_LABELS
+from serving.store import FeedbackEntry, FeedbackRecord, StoreError
+
+FEEDBACK_PATH = "/v1/feedback"
+
+router = APIRouter(
+    tags=["feedback"],
+    dependencies=[Depends(require_api_key)],
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+        422: {"model": ErrorResponse, "description": "Invalid request (e.g. invalid_label)."},
+        503: {"model": ErrorResponse, "description": "The store is unavailable; nothing was recorded."},
+    },
+)
+
+
+def feedback_response(service: Service, record: FeedbackRecord) -> FeedbackResponse:
+    """The API view of a recorded verdict."""
+    loaded = service.models.current
+    labels = loaded.model.labels if loaded is not None else DEFAULT_LABELS
+    return FeedbackResponse(
+        id=record.id,
+        comment_id=record.comment_id,
+        site=record.site,
+        label=record.label,
+        known_label=record.label in labels,
+        created_at=record.created_at,
+    )
+
+
+@router.post(
+    FEEDBACK_PATH, status_code=201, response_model=FeedbackResponse, summary="Record a moderator's verdict"
+)
+def post_feedback(body: FeedbackRequest, service: ServiceDep, store: StoreDep) -> FeedbackResponse:
+    """Store the verdict (committed to disk before the 201); the latest verdict per comment wins on export."""
+    entry = FeedbackEntry(
+        comment_id=body.comment_id,
+        site=body.site,
+        label=body.label,
+        moderator=body.moderator,
+        source="api",
+        text=body.comment.text if body.comment else None,
+        article_id=body.article.id if body.article else None,
+        article_title=body.article.title if body.article else None,
+        article_text=body.article.text if body.article else None,
+    )
+    try:
+        record = store.record_feedback(entry)
+    except StoreError as exc:
+        raise store_failed(exc) from None
+    return feedback_response(service, record)
