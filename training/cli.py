@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from training.datasets.cli import app as datasets_app
+from training.feedback_cli import app as feedback_app
+from training.import_cli import import_command
+from training.score_cli import score as score_command
 
 app = typer.Typer(
     name="raqib",
@@ -245,6 +248,92 @@ def evaluate(
 
 
 @app.command()
+def retrain(
+    config: ConfigOption = None,
+    since: Annotated[str | None, typer.Option(help="Only feedback from this date on (ISO 8601).")] = None,
+    state_dir: Annotated[Path, typer.Option(help="The server's state dir (feedback store).")] = Path("var"),
+    store_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the store (overrides --state-dir).")
+    ] = None,
+    export_dir: Annotated[Path, typer.Option("--export", help="Where the new champion bundle goes.")] = Path(
+        "models/champion"
+    ),
+    notify: Annotated[list[str] | None, typer.Option(help="Server base URL to reload (repeatable).")] = None,
+) -> None:
+    """Retrain on labelled data + moderators' feedback; promote only if not worse; reload servers."""
+    import os
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from serving.store import default_store_url
+    from training.config import ConfigError, load_config
+    from training.contract import ContractError
+    from training.retrain import retrain as run_retrain
+
+    console = Console()
+    if config is None:
+        public = Path("data/build/public.jsonl").is_file()
+        config = Path("experiments/public.toml" if public else "experiments/starter.toml")
+    try:
+        experiment = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    cutoff = None
+    if since:
+        try:
+            cutoff = datetime.fromisoformat(since)
+        except ValueError:
+            _fail(f"--since {since!r} is not an ISO 8601 date")
+        cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
+    url = store_url or default_store_url(state_dir)
+    with console.status(f"retraining with {config}"):
+        try:
+            report = run_retrain(
+                experiment,
+                store_url=url,
+                since=cutoff,
+                export_dir=export_dir,
+                notify=notify or [],
+                admin_key=os.environ.get("RAQIB_ADMIN_KEY"),
+                config_path=str(config),
+            )
+        except (ContractError, ValueError) as exc:
+            _fail(str(exc))
+    table = Table(
+        title=f"challenger v{report.challenger_version} vs champion "
+        f"{'v' + report.champion_version if report.champion_version else '(none)'}"
+    )
+    for column in ("evaluation", "metric", "n", "champion", "challenger", "delta", "tolerance", "ok"):
+        table.add_column(column)
+    for c in report.comparisons:
+        table.add_row(
+            c.evaluation,
+            c.metric,
+            str(c.n),
+            "—" if c.champion is None else f"{c.champion:.4f}",
+            f"{c.challenger:.4f}",
+            "—" if c.delta is None else f"{c.delta:+.4f}",
+            "—" if c.tolerance is None else str(c.tolerance),
+            "yes" if c.passes else "[red]NO[/]",
+        )
+    console.print(table)
+    console.print(
+        f"feedback: {report.feedback_total} ({report.feedback_trained} trained on, "
+        f"{report.feedback_held_out} most recent held out)"
+    )
+    verdict = "[green]promoted[/]" if report.promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {report.reason}")
+    if report.exported_to:
+        console.print(f"exported to {report.exported_to}")
+    for server, outcome in report.notified.items():
+        console.print(f"{server}: {outcome}")
+    if not report.promoted:
+        raise typer.Exit(2)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -342,6 +431,11 @@ def _load_pipeline(model: str):  # type: ignore[no-untyped-def]
     except BundleError as exc:
         _fail(str(exc))
 
+
+app.command(name="score")(score_command)
+app.command(name="import")(import_command)
+
+app.add_typer(feedback_app, name="feedback", help="Moderator feedback: export as training data.")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -57,14 +57,14 @@ def load_starter(directory: str | Path, allowed_labels: Sequence[str] | None = N
 def load_labeled_dir(
     directory: str | Path, allowed_labels: Sequence[str] | None = None
 ) -> list[LabeledRecord]:
-    """Every canonical JSONL file under data/labeled/ (imports and feedback exports)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    records: list[LabeledRecord] = []
-    for path in sorted(directory.glob("*.jsonl")):
-        records.extend(read_records(path, allowed_labels=allowed_labels))
-    return records
+    """Every canonical JSONL file under data/labeled/, de-duplicated with the import rule.
+
+    Imports are append-only, so the same comment can sit in several files; the importer's rule
+    (latest moderator decision wins) resolves them, and superseded records are not trained on.
+    """
+    from training.importers import resolved_labeled_records
+
+    return resolved_labeled_records(directory, allowed_labels)
 
 
 def gather(
@@ -97,10 +97,10 @@ def gather(
         labeled = load_labeled_dir(root / config.labeled_dir, allowed_labels=labels)
         records += labeled
         notes["labeled"] = f"{len(labeled)} records from {config.labeled_dir}"
-    return cap_sources([_with_id(r) for r in records], config, seed=13), notes
+    return cap_sources([with_comment_id(r) for r in records], config, seed=13), notes
 
 
-def _with_id(record: LabeledRecord) -> LabeledRecord:
+def with_comment_id(record: LabeledRecord) -> LabeledRecord:
     # Folds and augmentation track rows by comment_id; imports without one get a stable id.
     if record.comment_id:
         return record

@@ -29,6 +29,7 @@ from training.data import (
     record_group,
     split_frozen,
     to_frame,
+    with_comment_id,
 )
 from training.evaluate import (
     choose_thresholds,
@@ -92,16 +93,26 @@ def _featurizer(config: ExperimentConfig) -> Pipeline:
 
 
 def run_experiment(
-    config: ExperimentConfig, root: Path = Path("."), progress: Progress = _quiet
+    config: ExperimentConfig,
+    root: Path = Path("."),
+    progress: Progress = _quiet,
+    extra_train: Sequence[LabeledRecord] = (),
 ) -> TrainResult:
-    """Train and evaluate per the config; nothing is logged or registered here."""
+    """Train and evaluate per the config; nothing is logged or registered here.
+
+    `extra_train` (e.g. older moderator feedback) joins the training side only: it has its own,
+    time-based evaluation slice, so it never enters the frozen set.
+    """
     started = time.perf_counter()
     progress("gathering data", 0.02)
     records, notes = gather(config.data, config.labels, root)
-    if not records:
+    if extra_train:
+        notes["feedback"] = f"{len(extra_train)} feedback records (training only)"
+    if not records and not extra_train:
         raise ValueError("no training records: check the data section of the experiment config")
-    labels = learned_labels(config, records)
+    labels = learned_labels(config, [*records, *extra_train])
     train, frozen = split_frozen(records)
+    train = [*train, *(with_comment_id(r) for r in extra_train)]
     if len({r.label for r in train}) < 2:
         raise ValueError("training split has fewer than two labels; add data")
 
