@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.deps import ModelDep, Service, ServiceDep, StoreDep, store_failed
 from serving.api.errors import ApiError
+from serving.api.model_info import ShadowInfo, shadow_info
 from serving.api.schemas import (
     ArticleIn,
     CommentIn,
@@ -552,6 +553,29 @@ def _queue_item(
         explained_by=ModelRef(name=loaded.name, version=loaded.version) if scored and loaded else None,
         source=record.source,
         created_at=record.created_at,
+    )
+
+
+class QueueShadowResponse(BaseModel):
+    """The champion serving now and, when configured, its shadow's agreement with it."""
+
+    champion: ModelRef | None
+    shadow: ShadowInfo | None
+
+
+@router.get(
+    "/v1/queue/shadow",
+    response_model=QueueShadowResponse,
+    summary="Shadow mode: how often the challenger agrees with the champion, and where it does not",
+)
+def queue_shadow(moderator: ModeratorDep, service: ServiceDep, store: StoreDep) -> QueueShadowResponse:
+    """The same shadow summary as /v1/model, for the queue page (shadow null when not configured)."""
+    loaded = service.models.current
+    if loaded is None:
+        return QueueShadowResponse(champion=None, shadow=None)
+    return QueueShadowResponse(
+        champion=ModelRef(name=loaded.name, version=loaded.version),
+        shadow=shadow_info(service, loaded, store),
     )
 
 

@@ -542,12 +542,53 @@
     renderFilterOptions();
     render();
     renderStatus();
+    renderShadow();
   });
 
   var stored = null;
   try { stored = localStorage.getItem(LANG_KEY); } catch (e) { stored = null; }
   if (stored && stored !== lang && document.cookie.indexOf(LANG_COOKIE + '=') < 0) setLanguage(stored, null);
 
+  // Shadow mode: a challenger scored beside the champion; moderators see where they differ.
+  var shadowBox = document.getElementById('shadow');
+  var shadowData = null;
+  function renderShadow() {
+    if (!shadowBox) return;
+    shadowBox.textContent = '';
+    if (!shadowData) { shadowBox.hidden = true; return; }
+    shadowBox.hidden = false;
+    var name = shadowData.name + ' v' + shadowData.version;
+    if (!shadowData.loaded) {
+      shadowBox.appendChild(el('p', 'shadow-summary', t('shadow_not_loaded', { shadow: name, error: shadowData.error || '' })));
+      return;
+    }
+    shadowBox.appendChild(el('p', 'shadow-summary', t('shadow_summary', {
+      shadow: name,
+      champion: 'v' + shadowData.champion_version,
+      rate: shadowData.agreement_rate === null ? '—' : percent(shadowData.agreement_rate),
+      n: shadowData.compared
+    })));
+    if (!shadowData.disagreements.length) return;
+    shadowBox.appendChild(el('h2', 'shadow-title', t('shadow_disagreements')));
+    var list = el('ul', 'shadow-list');
+    shadowData.disagreements.forEach(function (d) {
+      list.appendChild(el('li', null, t('shadow_row', {
+        id: d.comment_id,
+        champion_label: labelName(d.champion.label), champion_action: t('action_' + d.champion.action),
+        shadow_label: labelName(d.shadow.label), shadow_action: t('action_' + d.shadow.action)
+      })));
+    });
+    shadowBox.appendChild(list);
+  }
+  function loadShadow() {
+    return api('GET', '/v1/queue/shadow').then(function (result) {
+      if (!result.ok) return;
+      shadowData = result.data.shadow;
+      if (shadowData) shadowData.champion_version = result.data.champion ? result.data.champion.version : '?';
+      renderShadow();
+    });
+  }
+
   restoreFilters();
-  load(true);
+  load(true).then(loadShadow);
 })();

@@ -699,3 +699,27 @@ def test_queue_routes_are_documented_and_pages_are_not(queue: TestClient) -> Non
     for path in ("/v1/queue/items", "/v1/queue/decisions", "/v1/queue/undo", "/v1/queue/import"):
         assert path in paths
     assert "/queue" not in paths and "/queue/login" not in paths
+
+
+def test_queue_shows_shadow_agreement_and_disagreements(
+    make_client: MakeClient, tiny_pipeline: Any, tmp_path: Any
+) -> None:
+    from tests.api.test_shadow_api import write_challenger
+
+    challenger = write_challenger(tiny_pipeline, tmp_path / "challenger")
+    client = make_client(moderator_keys=MODERATORS, session_secret=SECRET, shadow_model_dir=challenger)
+    login(client)
+    assert 'id="shadow"' in client.get("/queue").text
+    for i, text in enumerate(["الهلال بطل الدوري هذا الموسم", "يا حمار يا جاهل اسكت"]):
+        score(client, f"sh-{i}", text)
+    body = client.get("/v1/queue/shadow").json()
+    assert body["champion"]["version"] == "0-test"
+    shadow = body["shadow"]
+    assert shadow["compared"] == 2 and 0 <= shadow["agreement_rate"] < 1
+    assert {d["comment_id"] for d in shadow["disagreements"]} <= {"sh-0", "sh-1"}
+    assert shadow["disagreements"], "the challenger rejects everything, so the approved comment disagrees"
+
+
+def test_queue_shadow_is_null_without_a_shadow(queue: TestClient) -> None:
+    login(queue)
+    assert queue.get("/v1/queue/shadow").json()["shadow"] is None
