@@ -96,6 +96,26 @@ def _mean_average_precision(groups: Sequence[str], relevant: Sequence[bool], sco
     return float(np.mean(precisions)) if precisions else float("nan")
 
 
+def _grouped_out_of_fold(
+    rows: Sequence[LabeledRecord],
+    groups: Sequence[str],
+    context: Sequence[LabeledRecord],
+    kind: str,
+    params: dict[str, Any],
+    features: FeatureConfig,
+    folds: int,
+    labels: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities of `labels`; each fold trains on `context` plus the other groups."""
+    out = {label: np.zeros(len(rows)) for label in labels}
+    for fit_idx, test_idx in GroupKFold(folds).split(rows, groups=groups):
+        train = list(context) + [rows[i] for i in fit_idx]
+        classes, proba = _fit_predict(train, [rows[i] for i in test_idx], kind, params, features)
+        for label in labels:
+            out[label][test_idx] = proba[:, classes.index(label)]
+    return out
+
+
 def semeval_anchors(
     records: Sequence[LabeledRecord],
     context: Sequence[LabeledRecord],
@@ -110,13 +130,8 @@ def semeval_anchors(
     if not rows:
         return {"skipped": "no semeval2015 records"}
     groups = [r.article_id or "" for r in rows]
-    p_off = np.zeros(len(rows))
-    p_on = np.zeros(len(rows))
-    for fit_idx, test_idx in GroupKFold(folds).split(rows, groups=groups):
-        train = list(context) + [rows[i] for i in fit_idx]
-        classes, proba = _fit_predict(train, [rows[i] for i in test_idx], kind, params, features)
-        p_off[test_idx] = proba[:, classes.index(OFF_TOPIC)]
-        p_on[test_idx] = proba[:, classes.index(ON_TOPIC)]
+    oof = _grouped_out_of_fold(rows, groups, context, kind, params, features, folds, (OFF_TOPIC, ON_TOPIC))
+    p_off, p_on = oof[OFF_TOPIC], oof[ON_TOPIC]
     y_off = [r.label == OFF_TOPIC for r in rows]
     return {
         "n": len(rows),
@@ -147,13 +162,10 @@ def aoc_constructed_anchor(
     rows = [r for r in records if r.source in ("aoc", "aoc_repaired")]
     if not rows:
         return {"skipped": "no aoc records"}
-    buckets = [split_bucket(f"article:{r.article_id}") for r in rows]
-    p_off = np.zeros(len(rows))
-    for fit_idx, test_idx in GroupKFold(folds).split(rows, groups=buckets):
-        train = list(context) + [rows[i] for i in fit_idx]
-        test = [rows[i] for i in test_idx]
-        classes, proba = _fit_predict(train, test, kind, params, features)
-        p_off[test_idx] = proba[:, classes.index(OFF_TOPIC)]
+    buckets = [str(split_bucket(f"article:{r.article_id}")) for r in rows]
+    p_off = _grouped_out_of_fold(rows, buckets, context, kind, params, features, folds, (OFF_TOPIC,))[
+        OFF_TOPIC
+    ]
     y = [r.label == OFF_TOPIC for r in rows]
     return {
         "n": len(rows),

@@ -9,22 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS
+
 pytestmark = pytest.mark.unit
 
 STARTER = Path(__file__).resolve().parents[2] / "data" / "starter"
-LABELS = ("on_topic", "off_topic", "spam", "abusive")
-COMMENT_KEYS = {
-    "comment_id",
-    "text",
-    "label",
-    "article_id",
-    "article_title",
-    "article_text",
-    "author",
-    "site",
-    "source",
-    "created_at",
-}
+LABELS = DEFAULT_LABELS
+COMMENT_KEYS = set(CANONICAL_COLUMNS)
 ARTICLE_KEYS = {"article_id", "site", "title", "text"}
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
