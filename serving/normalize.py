@@ -149,11 +149,16 @@ def _cached_char_rewrite(ch: str) -> str:
     return _char_rewrite(ch)
 
 
-_PHONE = re.compile(r"(?<![\w+])\+?\d(?:[ .\-()/_]{0,3}\d){7,}(?!\w)")
+# Separators inside a phone number: spacing punctuation, and emoji/pictographs spammers wedge
+# between the digit groups ("050 👇 987 65 43").
+_PHONE_SEP = r"[ .\-()/_\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
+_PHONE = re.compile(rf"(?<![\w+])\+?\d(?:{_PHONE_SEP}{{0,3}}\d){{7,}}(?!\w)")
 _EMAIL = re.compile(r"[\w.+\-]+\s*(?:@|\[at\]|\(at\))\s*[\w\-]+(?:\s*\.\s*[a-z]{2,})+", re.I)
 _URL = re.compile(
     r"(?:(?:https?|hxxps?|h\*\*ps?)\s*:\s*/\s*/\s*\S+)"
     r"|(?:www\s*\.\s*\S+)"
+    # one-letter hosts only with a path, so prose like "a.m" stays text: t.me/x, t[.]me/x, x.com/y
+    r"|(?:\b[a-z0-9]\s?(?:\.|\[\.\]|\(\.\))\s?(?:me|co|com|ly|io|gg|to)/\S+)"
     r"|(?:\b[a-z0-9\-]{2,}(?:\s?(?:\.|\[\.\]|\(\.\)|\bdot\b)\s?[a-z0-9\-]+)*"
     r"\s?(?:\.|\[\.\]|\(\.\)|\bdot\b)\s?"
     r"(?:com|net|org|ly|me|io|co|info|biz|xyz|site|online|link|app|tv|sa|ae|eg|ma|iq|top|shop|club"
