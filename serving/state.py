@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from serving.bundle import default_tracking_uri, write_bundle
 from serving.model import (
     METADATA_FILE,
-    MODEL_FILE,
     BundleError,
     CommentInput,
     ModerationModel,
@@ -187,64 +187,58 @@ def _bundle_identity(bundle_dir: Path | None) -> tuple[str | None, str | None]:
 
 
 def cache_registry_model(model_uri: str, state_dir: Path) -> Path:
-    """Resolve a models:/ URI with mlflow (imported only here) into a bundle under `state_dir`."""
-    try:
-        import mlflow
-        import mlflow.sklearn
-        from mlflow import MlflowClient
-    except ImportError as exc:
-        raise BundleError(f"model_uri {model_uri} needs mlflow, which is not installed: {exc}") from None
+    """Resolve a models:/ URI into a verified bundle under `state_dir`, without importing mlflow.
 
-    try:
-        uri = default_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        client = MlflowClient()
-        name, version = _registry_version(client, model_uri)
-        target = state_dir / "models" / _safe_name(name) / _safe_name(version)
-        if (target / METADATA_FILE).is_file() and (target / MODEL_FILE).is_file():
-            return target
-        model_version = client.get_model_version(name, version)
-        metadata = _run_bundle_metadata(mlflow, str(model_version.run_id))
-        pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-    except BundleError:
-        raise
-    except Exception as exc:  # mlflow raises many exception types for missing models and stores
-        raise BundleError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from None
-    metadata.setdefault("name", name)
-    metadata["version"] = str(version)
-    metadata.setdefault("labels", [str(c) for c in pipeline.classes_])
-    metadata["source_uri"] = model_uri
-    try:
-        write_bundle(pipeline, metadata, target)
-    except OSError:
-        if not (target / METADATA_FILE).is_file():  # another worker may have cached it first
-            raise
-    return target
-
-
-def _registry_version(client: Any, model_uri: str) -> tuple[str, str]:
+    The registry belongs to training: the server runs `raqib export` (training's CLI, in a child
+    process) into a staging directory, then keeps the bundle under models/NAME/VERSION. The
+    server process itself never imports mlflow, so its start-up and memory stay those of serving.
+    """
     ref = model_uri.removeprefix("models:/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        return name, str(client.get_model_version_by_alias(name, alias).version)
-    name, _, version = ref.rpartition("/")
-    if not name or not version:
+        selector = ["--alias", alias]
+    else:
+        name, _, version = ref.rpartition("/")
+        selector = ["--version", version]
+    if not name or not selector[1]:
         raise BundleError(f"model_uri {model_uri} is neither models:/NAME@ALIAS nor models:/NAME/VERSION")
-    return name, version
-
-
-def _run_bundle_metadata(mlflow: Any, run_id: str) -> dict[str, Any]:
-    """The bundle metadata the training run logged (labels, thresholds, metrics, data fingerprint)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    models_dir = state_dir / "models" / _safe_name(name)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=models_dir))
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "export",
+            "--name",
+            name,
+            *selector,
+            "-o",
+            str(staging / "bundle"),
+        ]
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="bundle/metadata.json", dst_path=tmp
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BundleError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from None
+        if done.returncode != 0:
+            detail = " ".join((done.stderr or done.stdout).split())[-300:]
+            raise BundleError(f"cannot resolve {model_uri}: raqib export failed: {detail}")
+        metadata = read_bundle_metadata(staging / "bundle")
+        target = models_dir / _safe_name(str(metadata["version"]))
+        if not (target / METADATA_FILE).is_file():
+            metadata["source_uri"] = model_uri
+            (staging / "bundle" / METADATA_FILE).write_text(
+                json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8"
             )
-        except Exception as exc:  # an older run without the artifact: thresholds would be unknown
-            raise BundleError(f"run {run_id} has no bundle/metadata.json: {exc}") from None
-        metadata: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
-        return metadata
+            try:
+                (staging / "bundle").rename(target)
+            except OSError:
+                if not (target / METADATA_FILE).is_file():  # another worker may have cached it first
+                    raise
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _safe_name(value: str) -> str:

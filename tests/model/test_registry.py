@@ -111,3 +111,21 @@ def test_server_resolves_a_registry_uri_once_and_caches_it_as_a_bundle(tracking,
         assert scored["model"]["version"] == registered.version
     cached = list((tracking / "state" / "models").rglob("metadata.json"))
     assert len(cached) == 1
+
+
+def test_an_unresolvable_registry_uri_leaves_the_server_up_and_not_ready(tracking) -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    settings = Settings(
+        model_uri="models:/no-such-model@champion",
+        state_dir=tracking / "state",
+        model_dir=tracking / "nowhere",
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "raqib export failed" in ready.text
