@@ -36,24 +36,28 @@ def feedback_response(service: Service, record: FeedbackRecord) -> FeedbackRespo
     )
 
 
-@router.post(
-    FEEDBACK_PATH, status_code=201, response_model=FeedbackResponse, summary="Record a moderator's verdict"
-)
-def post_feedback(body: FeedbackRequest, service: ServiceDep, store: StoreDep) -> FeedbackResponse:
-    """Store the verdict (committed to disk before the 201); the latest verdict per comment wins on export."""
-    entry = FeedbackEntry(
+def feedback_entry(body: FeedbackRequest, source: str) -> FeedbackEntry:
+    """The store's record of a verdict sent as a FeedbackRequest (API or CMS webhook)."""
+    return FeedbackEntry(
         comment_id=body.comment_id,
         site=body.site,
         label=body.label,
         moderator=body.moderator,
-        source="api",
+        source=source,
         text=body.comment.text if body.comment else None,
         article_id=body.article.id if body.article else None,
         article_title=body.article.title if body.article else None,
         article_text=body.article.text if body.article else None,
     )
+
+
+@router.post(
+    FEEDBACK_PATH, status_code=201, response_model=FeedbackResponse, summary="Record a moderator's verdict"
+)
+def post_feedback(body: FeedbackRequest, service: ServiceDep, store: StoreDep) -> FeedbackResponse:
+    """Store the verdict (committed to disk before the 201); the latest verdict per comment wins on export."""
     try:
-        record = store.record_feedback(entry)
+        record = store.record_feedback(feedback_entry(body, source="api"))
     except StoreError as exc:
         raise store_failed(exc) from None
     return feedback_response(service, record)

@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.api.articles import article_out
 from serving.api.deps import OptionalStoreDep, Service, ServiceDep, store_failed, store_unavailable
 from serving.api.errors import ApiError, parse_body, parse_value
-from serving.api.feedback import feedback_response
+from serving.api.feedback import feedback_entry, feedback_response
 from serving.api.schemas import ArticlePut, ErrorResponse, ExternalId, FeedbackRequest, ScoreRequest
 from serving.api.score import audit_entry, resolve_article, score_requests, text_too_long
 from serving.signatures import RAQIB_HEADER, SignatureError, verify_raqib
-from serving.store import Article, FeedbackEntry, Store, StoreConflict, StoreError, StoreWriter, body_digest
+from serving.store import Article, Store, StoreConflict, StoreError, StoreWriter, body_digest
 
 WEBHOOK_PATH = "/v1/webhooks/comments"
 
@@ -125,17 +125,7 @@ def _comment_created(service: Service, store: Store, data: dict[str, Any]) -> Ev
 
 def _comment_moderated(service: Service, data: dict[str, Any]) -> EventOutcome:
     body = parse_value(FeedbackRequest, data, "data")
-    entry = FeedbackEntry(
-        comment_id=body.comment_id,
-        site=body.site,
-        label=body.label,
-        moderator=body.moderator,
-        source="webhook",
-        text=body.comment.text if body.comment else None,
-        article_id=body.article.id if body.article else None,
-        article_title=body.article.title if body.article else None,
-        article_text=body.article.text if body.article else None,
-    )
+    entry = feedback_entry(body, source="webhook")
 
     def write(writer: StoreWriter) -> tuple[int, Any]:
         return 200, feedback_response(service, writer.add_feedback(entry)).model_dump(mode="json")
