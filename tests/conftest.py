@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAQIB_SHARED", REPO.parent / "shared"))
+
+
+def free_port() -> int:
+    """A loopback port nobody is listening on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def uvicorn_command(port: int) -> list[str]:
+    """The command that serves the app factory on loopback, as `raqib serve` would."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "serving.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
 
 POLITICS_TITLE = "الحكومة العراقية تبدأ محادثات مع واشنطن حول انسحاب القوات الأجنبية"
 POLITICS_BODY = (

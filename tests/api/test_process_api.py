@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,10 +16,10 @@ import httpx
 import pytest
 
 from serving.model import METADATA_FILE
+from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api
 
-REPO = Path(__file__).resolve().parents[2]
 NO_HEAVY_IMPORTS = (
     "assert 'mlflow' not in sys.modules, 'mlflow imported';"
     "assert not [m for m in sys.modules if m == 'training' or m.startswith('training.')], 'training imported'"
@@ -60,12 +59,6 @@ def test_serving_a_request_imports_neither_mlflow_nor_training(tiny_bundle: Path
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_until(check: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,20 +74,10 @@ def _wait_until(check: Any, timeout: float) -> bool:
 def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pipeline: Any) -> None:
     from serving.bundle import write_bundle
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "serving.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        uvicorn_command(port),
         cwd=REPO,
         env=clean_env(RAQIB_MODEL_DIR=str(bundle_copy), RAQIB_API_KEYS="proc-key"),
         stdout=subprocess.PIPE,

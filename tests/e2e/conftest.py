@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, uvicorn_command
 
 CHROMIUM = Path(os.environ.get("RAQIB_CHROMIUM", "/usr/bin/chromium"))
 # Debian's browser, not a Playwright download: nothing is fetched at test time.
@@ -66,13 +64,6 @@ class Server:
             return json.loads(response.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -98,7 +89,7 @@ def server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("e2e-state")
     log = state / "server.log"
-    port = _free_port()
+    port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAQIB_")}
     env.update(
         RAQIB_MODEL_DIR=str(tiny_bundle),
@@ -108,17 +99,7 @@ def server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         RAQIB_SESSION_SECRET="e2e-session-secret",
         RAQIB_LOG_LEVEL="WARNING",
     )
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "serving.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    command = uvicorn_command(port)
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,18 +14,12 @@ import httpx
 import pytest
 
 from serving.store import DB_FILE, Store, default_store_url
+from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api
 
-REPO = Path(__file__).resolve().parents[2]
 WRITERS = 4
 ACKNOWLEDGED_BEFORE_KILL = 150
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -51,10 +43,10 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float) -> N
 
 def test_every_acknowledged_feedback_survives_sigkill(tiny_bundle: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--port", str(port)],
+        uvicorn_command(port),
         cwd=REPO,
         env=_env(RAQIB_MODEL_DIR=str(tiny_bundle), RAQIB_STATE_DIR=str(state), RAQIB_LOG_LEVEL="WARNING"),
         stdout=subprocess.DEVNULL,
