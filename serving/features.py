@@ -115,15 +115,58 @@ class SequentialFeatureUnion(FeatureUnion):
 
     def transform(self, X: Any) -> sp.csr_matrix:
         """Weighted horizontal stack of every block's features."""
+        rows, cols, values, width = self.sparse_parts(X)
+        n = len(X)
+        if n > 1:
+            order = np.argsort(rows, kind="stable")  # blocks were appended one after another
+            rows, cols, values = rows[order], cols[order], values[order]
+        indptr = np.searchsorted(rows, np.arange(n + 1))
+        return sp.csr_matrix((values, cols, indptr), shape=(n, width))
+
+    def sparse_parts(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(row, column, value) of every block's non-zero features, block after block, and the width."""
         weights = self.transformer_weights or {}
-        blocks = []
+        rows, cols, values = [], [], []
+        offset = 0
         for name, transformer in self.transformer_list:
             if transformer in ("drop", None):
                 continue
-            block = transformer.transform(X)
+            if hasattr(transformer, "sparse_parts"):
+                r, c, v = transformer.sparse_parts(X)
+                width = transformer.output_width
+            else:  # blocks of older bundles (vocabulary n-grams)
+                block = sp.csr_matrix(transformer.transform(X))
+                width = block.shape[1]
+                r = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+                c, v = block.indices, block.data
             weight = weights.get(name)
-            blocks.append(block * weight if weight not in (None, 1, 1.0) else block)
-        return sp.hstack(blocks, format="csr")
+            if weight not in (None, 1, 1.0):
+                v = v * np.float32(weight)
+            rows.append(r)
+            cols.append(c.astype(np.int32, copy=False) + np.int32(offset))
+            values.append(v.astype(np.float32, copy=False))
+            offset += width
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(values), offset
+
+    def block_layout(self) -> list[tuple[str, Any, int, int]]:
+        """(name, transformer, first column, width) of every block, in column order."""
+        layout = []
+        offset = 0
+        for name, transformer in self.transformer_list:
+            if transformer in ("drop", None):
+                continue
+            if hasattr(transformer, "output_width"):
+                width = transformer.output_width
+            else:
+                width = len(transformer.get_feature_names_out())
+            layout.append((name, transformer, offset, width))
+            offset += width
+        return layout
+
+
+def _dense_parts(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols = np.nonzero(dense)
+    return rows, cols, dense[rows, cols]
 
 
 class CommentPreprocessor(TransformerMixin, BaseEstimator):
@@ -266,6 +309,12 @@ def _row_normalize(matrix: np.ndarray) -> np.ndarray:
 SIMILARITY_EDGES = (0.05, 0.1, 0.2, 0.35)
 
 
+@lru_cache(maxsize=64)
+def _comment_tokens(text: str) -> tuple[str, ...]:
+    # The relation block reads a comment's content words twice (TF-IDF, shared words).
+    return tuple(content_tokens(text))
+
+
 @lru_cache(maxsize=2048)
 def _article_words(article: str) -> frozenset[str]:
     return frozenset(content_tokens(article))
@@ -357,35 +406,99 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_cache", None)  # per-process memos, not part of the model
+        state.pop("_vectors", None)
         state.pop("_projection_c", None)
         return state
 
     def transform(self, X: PreparedComments) -> sp.csr_matrix:
         """Dense relation block (as sparse, to sit beside the n-grams)."""
+        return sp.csr_matrix(self.dense(X))
+
+    def sparse_parts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, column, value) of the non-zero relation features."""
+        return _dense_parts(self.dense(X))
+
+    @property
+    def output_width(self) -> int:
+        """Number of relation features."""
+        return len(self.feature_names_)
+
+    def _vector(self, text: str) -> tuple[dict[int, float], np.ndarray]:
+        """One text's TF-IDF weights (column → value) and unit LSA vector, without scipy."""
+        vocabulary = self.tfidf_.vocabulary_
+        counts: dict[int, int] = {}
+        for token in _comment_tokens(text):
+            j = vocabulary.get(token)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return {}, np.zeros(self._projection().shape[1], dtype=np.float32)
+        cols = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = (1.0 + np.log(tf)) * self.tfidf_.idf_[cols]
+        weights /= np.sqrt(np.dot(weights, weights))
+        lsa = weights.astype(np.float32) @ self._projection()[cols]
+        norm = float(np.sqrt(np.dot(lsa, lsa)))
+        return dict(zip(cols.tolist(), weights.tolist(), strict=True)), lsa / norm if norm else lsa
+
+    def _cached_vector(self, text: str) -> tuple[dict[int, float], np.ndarray]:
+        cache: dict[str, tuple[dict[int, float], np.ndarray]] = self.__dict__.setdefault("_vectors", {})
+        vector = cache.get(text)
+        if vector is None:
+            if len(cache) > 4096:
+                cache.clear()
+            vector = cache[text] = self._vector(text)
+        return vector
+
+    def _similarities(self, X: PreparedComments, articles: Sequence[str]) -> np.ndarray:
+        """Columns lsa_title, lsa_body, lsa_article, tfidf_article for every row."""
+        n = len(X)
+        if n > 64:
+            c_tfidf, c_lsa = self._embed(X.text)
+            _, t_lsa = self._article_vectors(X.title)
+            _, b_lsa = self._article_vectors(X.body)
+            a_tfidf, a_lsa = self._article_vectors(articles)
+            return np.column_stack(
+                [
+                    np.einsum("ij,ij->i", c_lsa, t_lsa),
+                    np.einsum("ij,ij->i", c_lsa, b_lsa),
+                    np.einsum("ij,ij->i", c_lsa, a_lsa),
+                    np.asarray(c_tfidf.multiply(a_tfidf).sum(axis=1)).ravel(),
+                ]
+            )
+        # Scoring one comment at a time: plain dicts and dot products beat building sparse matrices.
+        out = np.zeros((n, 4), dtype=np.float64)
+        for i in range(n):
+            comment, c_lsa = self._vector(X.text[i])
+            if X.title[i]:
+                out[i, 0] = float(np.dot(c_lsa, self._cached_vector(X.title[i])[1]))
+            if X.body[i]:
+                out[i, 1] = float(np.dot(c_lsa, self._cached_vector(X.body[i])[1]))
+            if articles[i]:
+                article, a_lsa = self._cached_vector(articles[i])
+                out[i, 2] = float(np.dot(c_lsa, a_lsa))
+                out[i, 3] = sum(value * article.get(j, 0.0) for j, value in comment.items())
+        return out
+
+    def dense(self, X: PreparedComments) -> np.ndarray:
+        """The relation features as a dense (comments × features) array."""
         n = len(X)
         out = np.zeros((n, len(self.feature_names_)), dtype=np.float32)
-        has_title = np.array([bool(t) for t in X.title])
-        has_body = np.array([bool(b) for b in X.body])
+        has_title = np.array([bool(t) for t in X.title], dtype=bool)
+        has_body = np.array([bool(b) for b in X.body], dtype=bool)
         if not (has_title.any() or has_body.any()):
-            return sp.csr_matrix(out)
+            return out
         articles = [f"{t} {b}".strip() for t, b in zip(X.title, X.body, strict=True)]
-        c_tfidf, c_lsa = self._embed(X.text)
-        _, t_lsa = self._article_vectors(X.title)
-        _, b_lsa = self._article_vectors(X.body)
-        a_tfidf, a_lsa = self._article_vectors(articles)
-        lsa_title = np.where(has_title, np.einsum("ij,ij->i", c_lsa, t_lsa), 0.0)
-        lsa_body = np.where(has_body, np.einsum("ij,ij->i", c_lsa, b_lsa), 0.0)
+        similarities = self._similarities(X, articles)
         has_any = has_title | has_body
-        lsa_article = np.where(has_any, np.einsum("ij,ij->i", c_lsa, a_lsa), 0.0)
-        tfidf_article = np.asarray(c_tfidf.multiply(a_tfidf).sum(axis=1)).ravel()
         out[:, 0] = has_title
         out[:, 1] = has_body
-        out[:, 2] = np.clip(lsa_title, 0, 1)
-        out[:, 3] = np.clip(lsa_body, 0, 1)
-        out[:, 4] = np.clip(lsa_article, 0, 1)
-        out[:, 5] = np.clip(tfidf_article, 0, 1)
+        out[:, 2] = np.clip(np.where(has_title, similarities[:, 0], 0.0), 0, 1)
+        out[:, 3] = np.clip(np.where(has_body, similarities[:, 1], 0.0), 0, 1)
+        out[:, 4] = np.clip(np.where(has_any, similarities[:, 2], 0.0), 0, 1)
+        out[:, 5] = np.clip(similarities[:, 3], 0, 1)
         for i in np.flatnonzero(has_any):
-            comment_words = set(content_tokens(X.text[i]))
+            comment_words = set(_comment_tokens(X.text[i]))
             article_words = _article_words(articles[i])
             shared = len(comment_words & article_words)
             out[i, 6] = min(shared, 5) / 5.0
@@ -402,11 +515,9 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         title_bins = np.searchsorted(SIMILARITY_EDGES, title_sim, side="right")
         body_bins = np.searchsorted(SIMILARITY_EDGES, body_sim, side="right")
         title_only = has_title & ~has_body
-        for i in np.flatnonzero(title_only):
-            out[i, 10 + title_bins[i]] = 1.0
-        for i in np.flatnonzero(has_body):
-            out[i, 10 + n_bins + body_bins[i]] = 1.0
-        return sp.csr_matrix(out)
+        out[np.flatnonzero(title_only), 10 + title_bins[title_only]] = 1.0
+        out[np.flatnonzero(has_body), 10 + n_bins + body_bins[has_body]] = 1.0
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the relation features."""
@@ -472,11 +583,305 @@ class SpamSignals(TransformerMixin, BaseEstimator):
             float(script == "mixed"),
         ]
 
+    def dense(self, X: PreparedComments) -> np.ndarray:
+        """The signals as a dense (comments × signals) array."""
+        rows = [self.row(raw, text) for raw, text in zip(X.raw_text, X.text, strict=True)]
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(self.FEATURES))
+
+    def sparse_parts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, column, value) of the non-zero signals."""
+        return _dense_parts(self.dense(X))
+
+    @property
+    def output_width(self) -> int:
+        """Number of signals."""
+        return len(self.FEATURES)
+
     def transform(self, X: PreparedComments) -> sp.csr_matrix:
         """Sparse matrix of the signals."""
-        rows = [self.row(raw, text) for raw, text in zip(X.raw_text, X.text, strict=True)]
-        return sp.csr_matrix(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
+        return sp.csr_matrix(self.dense(X))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the signals."""
         return np.asarray(self.FEATURES, dtype=object)
+
+
+# --- hashed n-grams ------------------------------------------------------------------------------
+# Feature hashing instead of a learned vocabulary: a 300k-entry dict of n-gram strings cost ~200 MB
+# of RSS and ~1.5 s to unpickle at server start, and looking grams up one by one in Python was most
+# of the scoring time. Here every n-gram of a whole batch is hashed with vectorised numpy
+# arithmetic (a polynomial hash over code points, mod 2**64, finished with splitmix64), so the
+# model carries only an IDF array per block. Hashes are fixed arithmetic: identical across
+# processes, machines and PYTHONHASHSEED.
+
+_HASH_BASE = 0x100000001B3  # odd, so it has an inverse mod 2**64
+_HASH_BASE_INV = pow(_HASH_BASE, -1, 1 << 64)
+_ORDER_SALT = 0x9E3779B97F4A7C15
+_WORD_TOKEN = re.compile(r"(?u)\b\w+\b")
+_HASH_CHUNK = 4096  # documents hashed at once: bounds the transient arrays while training
+
+
+class _Powers:
+    """BASE**i and BASE**-i mod 2**64, grown on demand (a per-process memo, not model state)."""
+
+    forward = np.ones(1, dtype=np.uint64)
+    inverse = np.ones(1, dtype=np.uint64)
+
+    @classmethod
+    def upto(cls, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(cls.forward) < n:
+            size = max(n, 2 * len(cls.forward), 1024)
+            forward = np.empty(size, dtype=np.uint64)
+            inverse = np.empty(size, dtype=np.uint64)
+            forward[0] = inverse[0] = 1
+            forward[1:] = _HASH_BASE
+            inverse[1:] = _HASH_BASE_INV
+            np.cumprod(forward, out=forward)  # uint64 arrays wrap mod 2**64, silently by design
+            np.cumprod(inverse, out=inverse)
+            cls.forward, cls.inverse = forward, inverse  # swapped whole: safe for concurrent readers
+        return cls.forward, cls.inverse
+
+
+def _bucket(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """Top `bits` bits after an xor-shift and an odd multiply (multiplicative hashing)."""
+    mixed = (hashes ^ (hashes >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+    return (mixed >> np.uint64(64 - bits)).astype(np.int64)
+
+
+def _prefix_hashes(codes: np.ndarray) -> np.ndarray:
+    """prefix[i] = sum of codes[k] * BASE**k for k < i (mod 2**64)."""
+    forward, _ = _Powers.upto(len(codes) + 1)
+    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+    np.cumsum(codes * forward[: len(codes)], out=prefix[1:])
+    return prefix
+
+
+def _segment_hashes(prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Position-independent hash of codes[start:end] for every (start, end) pair."""
+    _, inverse = _Powers.upto(len(prefix))
+    return (prefix[ends] - prefix[starts]) * inverse[starts]
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+
+
+@dataclass(frozen=True, slots=True)
+class HashedGrams:
+    """Every n-gram occurrence of a batch: its document, its bucket and where it lies in `joined`."""
+
+    doc: np.ndarray
+    bucket: np.ndarray
+    begin: np.ndarray
+    end: np.ndarray
+    joined: str
+
+
+def char_wb_grams(texts: Sequence[str], ngram_range: tuple[int, int], bits: int) -> HashedGrams:
+    """Character n-grams inside space-padded words (like sklearn's char_wb), hashed to `bits` bits."""
+    pieces: list[str] = []
+    lengths: list[int] = []
+    chars_per_doc: list[int] = []
+    for text in texts:
+        words = text.split()
+        piece = " " + "  ".join(words) + " " if words else ""
+        pieces.append(piece)
+        chars_per_doc.append(len(piece))
+        lengths.extend(len(word) + 2 for word in words)
+    joined = "".join(pieces)
+    codes = _code_points(joined)
+    low, high = ngram_range
+    # Characters left in the padded word from each position: an n-gram may start where >= n remain.
+    word_ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
+    left = np.repeat(word_ends, lengths) - np.arange(len(codes), dtype=np.int64)
+    orders = np.arange(low, high + 1, dtype=np.int64)
+    fits = left[:, None] >= orders[None, :]
+    begin, which = np.nonzero(fits)
+    end = begin + orders[which]
+    prefix = _prefix_hashes(codes)
+    salt = orders[which].astype(np.uint64) * np.uint64(_ORDER_SALT)
+    hashes = _segment_hashes(prefix, begin, end) + salt
+    doc_of_char = np.repeat(np.arange(len(texts), dtype=np.int64), chars_per_doc)
+    return HashedGrams(doc_of_char[begin], _bucket(hashes, bits), begin, end, joined)
+
+
+def word_grams(texts: Sequence[str], ngram_range: tuple[int, int], bits: int) -> HashedGrams:
+    """Word n-grams (tokens of letters/digits) hashed to `bits` bits."""
+    tokens: list[str] = []
+    tokens_per_doc: list[int] = []
+    for text in texts:
+        found = _WORD_TOKEN.findall(text)
+        tokens_per_doc.append(len(found))
+        tokens.extend(found)
+    joined = " ".join(tokens)
+    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    token_end = np.cumsum(lengths + 1) - 1
+    token_begin = token_end - lengths
+    doc_of_token = np.repeat(np.arange(len(texts), dtype=np.int64), tokens_per_doc)
+    unigram = _segment_hashes(_prefix_hashes(_code_points(joined)), token_begin, token_end)
+    low, high = ngram_range
+    docs, begins, ends, hashes = [], [], [], []
+    combined = unigram
+    for n in range(1, high + 1):
+        if n > 1:
+            if len(combined) < 2:
+                break
+            previous = combined[:-1]
+            combined = (previous ^ (previous >> np.uint64(31))) * np.uint64(_ORDER_SALT) + unigram[n - 1 :]
+        if n < low:
+            continue
+        first = np.flatnonzero(doc_of_token[: len(combined)] == doc_of_token[n - 1 :])
+        docs.append(doc_of_token[first])
+        begins.append(token_begin[first])
+        ends.append(token_end[first + n - 1])
+        hashes.append(combined[first])
+    if not docs:
+        empty = np.zeros(0, dtype=np.int64)
+        return HashedGrams(empty, empty, empty, empty, joined)
+    return HashedGrams(
+        np.concatenate(docs),
+        _bucket(np.concatenate(hashes), bits),
+        np.concatenate(begins),
+        np.concatenate(ends),
+        joined,
+    )
+
+
+class HashedNgrams(TransformerMixin, BaseEstimator):
+    """TF-IDF over hashed n-grams (char_wb or word) of the normalised comment text.
+
+    Same weighting as TextNgrams (sublinear tf × smooth idf, L2 rows); `min_df` and
+    `max_features` are applied to buckets at fit (the others get idf 0 and never fire), so the
+    learned feature space stays as regularised as with a vocabulary.
+    """
+
+    def __init__(
+        self,
+        analyzer: str = "char_wb",
+        ngram_range: tuple[int, int] = (2, 5),
+        n_bits: int = 19,
+        min_df: int = 2,
+        max_features: int | None = 200_000,
+        sublinear_tf: bool = True,
+    ):
+        self.analyzer = analyzer
+        self.ngram_range = ngram_range
+        self.n_bits = n_bits
+        self.min_df = min_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+
+    def grams(self, texts: Sequence[str]) -> HashedGrams:
+        """Every hashed n-gram occurrence in the texts."""
+        if self.analyzer == "char_wb":
+            return char_wb_grams(texts, tuple(self.ngram_range), self.n_bits)  # type: ignore[arg-type]
+        if self.analyzer == "word":
+            return word_grams(texts, tuple(self.ngram_range), self.n_bits)  # type: ignore[arg-type]
+        raise ValueError(f"unknown analyzer {self.analyzer!r} (char_wb or word)")
+
+    def _counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, bucket, count) of every distinct n-gram bucket per text, sorted by row then bucket."""
+        if len(texts) <= 64:
+            # Serving's hot path: one sort of a few hundred keys beats building a sparse matrix.
+            found = self.grams(texts)
+            if len(texts) == 1:
+                self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
+            keys, counts = np.unique((found.doc << self.n_bits) | found.bucket, return_counts=True)
+            return keys >> self.n_bits, keys & ((1 << self.n_bits) - 1), counts
+        row_parts, col_parts, count_parts = [], [], []
+        for start in range(0, len(texts), _HASH_CHUNK):
+            chunk = texts[start : start + _HASH_CHUNK]
+            found = self.grams(chunk)
+            matrix = sp.csr_matrix(
+                (np.ones(len(found.bucket), dtype=np.float32), (found.doc, found.bucket)),
+                shape=(len(chunk), 1 << self.n_bits),
+            )
+            matrix.sum_duplicates()
+            row_parts.append(np.repeat(np.arange(start, start + len(chunk)), np.diff(matrix.indptr)))
+            col_parts.append(matrix.indices.astype(np.int64))
+            count_parts.append(matrix.data)
+        if not row_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        return np.concatenate(row_parts), np.concatenate(col_parts), np.concatenate(count_parts)
+
+    def fit(self, X: PreparedComments, y: Any = None) -> HashedNgrams:
+        """Learn document frequencies per bucket; keep the frequent ones, weight them by IDF."""
+        self._fit_counts(self._counts(X.text)[1], len(X))
+        return self
+
+    def fit_transform(self, X: PreparedComments, y: Any = None, **fit_params: Any) -> sp.csr_matrix:
+        """Fit and transform with one hashing pass."""
+        counts = self._counts(X.text)
+        self._fit_counts(counts[1], len(X))
+        return self._matrix(self._weigh(counts, len(X)), len(X))
+
+    def _fit_counts(self, buckets: np.ndarray, n_docs: int) -> None:
+        df = np.bincount(buckets, minlength=1 << self.n_bits)
+        min_df = self.min_df if n_docs >= 50 else 1  # tiny fixtures would leave nothing
+        keep = df >= min_df
+        if self.max_features is not None and keep.sum() > self.max_features:
+            ranked = np.lexsort((np.arange(len(df)), -df))  # most frequent first, ties by bucket
+            top = np.zeros_like(keep)
+            top[ranked[: self.max_features]] = True
+            keep &= top
+        kept = np.flatnonzero(keep)
+        # Only kept buckets become columns: the classifier never sees (or fits) millions of
+        # always-zero columns, and bucket order is preserved, so rows stay sorted.
+        self.columns_ = np.full(1 << self.n_bits, -1, dtype=np.int32)
+        self.columns_[kept] = np.arange(len(kept), dtype=np.int32)
+        self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
+
+    def _weigh(
+        self, counts: tuple[np.ndarray, np.ndarray, np.ndarray], n_docs: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, buckets, tf = counts
+        cols = self.columns_[buckets]
+        kept = cols >= 0
+        rows, cols, tf = rows[kept], cols[kept], tf[kept].astype(np.float64)
+        if self.sublinear_tf:
+            tf = 1.0 + np.log(tf)
+        values = tf * self.idf_[cols]
+        norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=n_docs))
+        values /= norms[rows]
+        return rows, cols, values.astype(np.float32)
+
+    def _matrix(self, parts: tuple[np.ndarray, np.ndarray, np.ndarray], n_docs: int) -> sp.csr_matrix:
+        rows, cols, values = parts
+        indptr = np.searchsorted(rows, np.arange(n_docs + 1))
+        return sp.csr_matrix((values, cols.astype(np.int32), indptr), shape=(n_docs, len(self.idf_)))
+
+    def sparse_parts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, column, value) of the non-zero TF-IDF weights, rows ascending."""
+        return self._weigh(self._counts(X.text), len(X))
+
+    def transform(self, X: PreparedComments) -> sp.csr_matrix:
+        """Sparse TF-IDF matrix of the comments over the hashed buckets."""
+        return self._matrix(self.sparse_parts(X), len(X))
+
+    @property
+    def output_width(self) -> int:
+        """Width of the block: one column per kept bucket."""
+        return len(self.idf_)
+
+    def explain_names(self, text: str) -> dict[int, str]:
+        """Column → the n-gram of this (normalised) text that landed in it, longest first."""
+        last = self.__dict__.get("_last")
+        found = last[1] if last is not None and last[0] == text else self.grams([text])
+        columns = self.columns_[found.bucket]
+        names: dict[int, str] = {}
+        for i in np.argsort(found.begin - found.end, kind="stable").tolist():
+            if columns[i] >= 0:
+                names.setdefault(int(columns[i]), found.joined[found.begin[i] : found.end[i]])
+        return names
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_last", None)  # a per-process memo of the last comment, never pickled
+        return state
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Column names by bucket (the n-grams behind a bucket are only known per comment: explain_names)."""
+        prefix = "char" if self.analyzer.startswith("char") else "word"
+        buckets = np.flatnonzero(self.columns_ >= 0)
+        return np.asarray([f"{prefix}#{b}" for b in buckets.tolist()], dtype=object)

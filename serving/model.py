@@ -8,6 +8,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,8 @@ class ModerationModel:
         self.name = str(self.metadata.get("name", "raqib-moderator"))
         self.version = str(self.metadata.get("version", "dev"))
         self._weights: np.ndarray | None = None
-        self._feature_names: np.ndarray | None = None
         self._explainable = True
+        self._linear = _linear_scorer(pipeline.named_steps[CLASSIFIER_STEP], len(self.labels))
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path) -> ModerationModel:
@@ -214,10 +215,15 @@ class ModerationModel:
         matrix = self.pipeline.named_steps[FEATURES_STEP].transform(prepared)
         return prepared, matrix
 
+    def _proba(self, matrix: Any) -> np.ndarray:
+        if self._linear is not None:
+            return self._linear.proba(matrix)
+        return np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
+
     def predict_proba(self, items: Sequence[CommentInput]) -> np.ndarray:
         """Probabilities (rows × labels) for a batch, in `self.labels` order."""
         _, matrix = self._features([item.as_row() for item in items])
-        return np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
+        return self._proba(matrix)
 
     def score(
         self,
@@ -229,7 +235,7 @@ class ModerationModel:
         if not items:
             return []
         prepared, matrix = self._features([item.as_row() for item in items])
-        probabilities = np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
+        probabilities = self._proba(matrix)
         results = []
         for i, item in enumerate(items):
             scores = {
@@ -257,7 +263,7 @@ class ModerationModel:
 
     # --- explanations --------------------------------------------------------------------------
 
-    def _explainer(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _explainer(self) -> np.ndarray | None:
         if not self._explainable:
             return None
         if self._weights is None:
@@ -266,11 +272,41 @@ class ModerationModel:
                 self._explainable = False
                 return None
             self._weights = weights
-            self._feature_names = np.asarray(
-                self.pipeline.named_steps[FEATURES_STEP].get_feature_names_out(), dtype=object
-            )
-        assert self._feature_names is not None
-        return self._weights, self._feature_names
+        return self._weights
+
+    def _ngram_blocks(self) -> list[tuple[Any, int, int]]:
+        """(transformer, first column, width) of the n-gram blocks, for naming contributions."""
+        blocks = self.__dict__.get("_ngram_layout")
+        if blocks is None:
+            union = self.pipeline.named_steps[FEATURES_STEP]
+            layout = union.block_layout() if hasattr(union, "block_layout") else []
+            blocks = [
+                (transformer, offset, width)
+                for _, transformer, offset, width in layout
+                if hasattr(transformer, "explain_names")
+                or (
+                    hasattr(transformer, "feature_names_")
+                    and getattr(transformer, "analyzer", None) in ("char", "char_wb", "word")
+                )
+            ]
+            self.__dict__["_ngram_layout"] = blocks
+        return blocks
+
+    def _ngram_names(self, columns: np.ndarray, text: str) -> list[str | None]:
+        """The n-gram behind each feature column of this comment (None for non-n-gram features)."""
+        names: list[str | None] = [None] * len(columns)
+        for transformer, offset, width in self._ngram_blocks():
+            inside = np.flatnonzero((columns >= offset) & (columns < offset + width))
+            if not len(inside):
+                continue
+            if hasattr(transformer, "explain_names"):
+                by_column = transformer.explain_names(text)
+                for i in inside.tolist():
+                    names[i] = by_column.get(int(columns[i]) - offset)
+            else:
+                for i in inside.tolist():
+                    names[i] = str(transformer.feature_names_[int(columns[i]) - offset])
+        return names
 
     def _explain(
         self,
@@ -282,25 +318,22 @@ class ModerationModel:
         scores: Mapping[str, float],
     ) -> tuple[list[Reason], list[Span]]:
         reasons = _signal_reasons(prepared, row)
-        explainer = self._explainer()
+        weights = self._explainer()
         spans: list[Span] = []
-        if explainer is None or target is None:
+        if weights is None or target is None:
             return reasons, spans
-        weights, names = explainer
         k = self.labels.index(target)
-        x = matrix.getrow(row)
-        contributions = x.data * weights[k, x.indices]
-        order = np.argsort(-contributions)
-        ngram_weights: list[tuple[str, float]] = []
-        for j in order[:40]:
-            value = float(contributions[j])
-            if value <= 0:
-                break
-            name = str(names[x.indices[j]])
-            _, _, feature = name.partition("__")
-            kind, _, gram = feature.partition(":")
-            if kind in ("char", "word"):
-                ngram_weights.append((gram, value))
+        begin, end = matrix.indptr[row], matrix.indptr[row + 1]
+        columns, values = matrix.indices[begin:end], matrix.data[begin:end]
+        contributions = values * weights[k, columns]
+        order = np.argsort(-contributions)[:40]
+        order = order[contributions[order] > 0]
+        grams = self._ngram_names(columns[order], prepared.text[row])
+        ngram_weights = [
+            (gram, float(value))
+            for gram, value in zip(grams, contributions[order].tolist(), strict=True)
+            if gram is not None
+        ]
         shown: set[str] = set()
         for gram, value in ngram_weights:
             display = _display_gram(gram.strip())
@@ -314,6 +347,55 @@ class ModerationModel:
             )
         spans = _spans_from_ngrams(item.text, ngram_weights, scores.get(target, 0.0))
         return reasons, spans
+
+
+class _LinearScorer:
+    """A logistic regression's predict_proba as one sparse × dense product, without sklearn's checks.
+
+    sklearn validates its input on every call, which cost more than the arithmetic when serving
+    scores one comment; it is used only when it reproduces the classifier's own probabilities.
+    """
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, binary: bool):
+        self.weights = np.ascontiguousarray(coef.T, dtype=np.float32)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.binary = binary
+
+    def proba(self, matrix: Any) -> np.ndarray:
+        """Class probabilities for a CSR feature matrix."""
+        logits = np.asarray(matrix @ self.weights, dtype=np.float64) + self.intercept
+        if self.binary:
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+
+def _linear_scorer(classifier: Any, n_classes: int) -> _LinearScorer | None:
+    """A fast scorer for a fitted LogisticRegression, checked against its predict_proba; else None."""
+    if type(classifier).__name__ != "LogisticRegression" or not hasattr(classifier, "coef_"):
+        return None
+    import scipy.sparse as sp
+
+    coef = np.asarray(classifier.coef_)
+    scorer = _LinearScorer(coef, classifier.intercept_, binary=coef.shape[0] == 1 and n_classes == 2)
+    probe = sp.random(4, coef.shape[1], density=min(1.0, 64 / coef.shape[1]), format="csr", random_state=7)
+    probe = probe.astype(np.float32)
+    try:
+        expected = np.asarray(classifier.predict_proba(probe))
+    except Exception:  # an exotic estimator state: keep sklearn's own path
+        return None
+    if expected.shape != (4, n_classes) or not np.allclose(scorer.proba(probe), expected, atol=1e-5):
+        return None
+    return scorer
+
+
+@lru_cache(maxsize=1024)
+def _article_script(text: str) -> str:
+    # Articles repeat across requests; their script is read once.
+    return dominant_script(text)
 
 
 _MASK_NAMES = {URL_TOKEN: "a link", PHONE_TOKEN: "a phone number", EMAIL_TOKEN: "an e-mail address"}
@@ -341,7 +423,7 @@ def _signal_reasons(prepared: PreparedComments, row: int) -> list[Reason]:
     parts = [part for part in (prepared.title[row], prepared.body[row]) if part]
     if parts:
         comment_script = dominant_script(text)
-        scripts = {dominant_script(part) for part in parts}
+        scripts = {_article_script(part) for part in parts}
         names = {"latin": "English/Latin-script", "arabic": "Arabic"}
         article_script = next(iter(scripts)) if len(scripts) == 1 else "mixed"
         if comment_script in names and article_script in names and comment_script != article_script:
@@ -378,7 +460,12 @@ def _spans_from_ngrams(
     if not heat.any():
         return []
     # Score words, not characters: a moderator reads "واتساب", not "تسا".
-    words = [(m.start(), m.end(), float(heat[m.start() : m.end()].mean())) for m in _WORD.finditer(text)]
+    bounds = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    starts = np.fromiter((b for b, _ in bounds), dtype=np.int64, count=len(bounds))
+    ends = np.fromiter((e for _, e in bounds), dtype=np.int64, count=len(bounds))
+    cumulative = np.concatenate([[0.0], np.cumsum(heat, dtype=np.float64)])
+    means = ((cumulative[ends] - cumulative[starts]) / (ends - starts)).tolist()
+    words = [(b, e, score) for (b, e), score in zip(bounds, means, strict=True)]
     top = max(score for _, _, score in words)
     cutoff = 0.4 * top
     spans: list[Span] = []

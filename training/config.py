@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,11 @@ class FeatureConfig(_Frozen):
     min_df: int = 2
     max_char_features: int | None = 300_000
     max_word_features: int | None = 200_000
+    # "hashed": n-grams hashed into 2**bits buckets (no vocabulary in the model: small, fast to
+    # load and to score). "vocabulary": sklearn's TfidfVectorizer vocabulary, as earlier models.
+    ngram_encoding: Literal["hashed", "vocabulary"] = "hashed"
+    char_hash_bits: int = Field(default=19, ge=10, le=24)
+    word_hash_bits: int = Field(default=18, ge=10, le=24)
     lsa_components: int = 120
     context_weight: float = 1.0
     signals_weight: float = 1.0

@@ -13,6 +13,7 @@ from sklearn.svm import LinearSVC
 from serving.features import (
     ArticleRelation,
     CommentPreprocessor,
+    HashedNgrams,
     SequentialFeatureUnion,
     SpamSignals,
     TextNgrams,
@@ -23,28 +24,29 @@ from training.config import FeatureConfig
 CANDIDATE_KINDS = ("logreg", "linear_svc", "complement_nb", "sgd")
 
 
+def _ngrams(config: FeatureConfig, analyzer: str) -> HashedNgrams | TextNgrams:
+    char = analyzer == "char_wb"
+    ngram_range = config.char_ngrams if char else config.word_ngrams
+    max_features = config.max_char_features if char else config.max_word_features
+    if config.ngram_encoding == "hashed":
+        return HashedNgrams(
+            analyzer=analyzer,
+            ngram_range=ngram_range,
+            n_bits=config.char_hash_bits if char else config.word_hash_bits,
+            min_df=config.min_df,
+            max_features=max_features,
+        )
+    return TextNgrams(
+        analyzer=analyzer, ngram_range=ngram_range, min_df=config.min_df, max_features=max_features
+    )
+
+
 def build_features(config: FeatureConfig) -> SequentialFeatureUnion:
     """The feature union: char and word n-grams, article relation, spam signals."""
     return SequentialFeatureUnion(
         [
-            (
-                "char",
-                TextNgrams(
-                    analyzer="char_wb",
-                    ngram_range=config.char_ngrams,
-                    min_df=config.min_df,
-                    max_features=config.max_char_features,
-                ),
-            ),
-            (
-                "word",
-                TextNgrams(
-                    analyzer="word",
-                    ngram_range=config.word_ngrams,
-                    min_df=config.min_df,
-                    max_features=config.max_word_features,
-                ),
-            ),
+            ("char", _ngrams(config, "char_wb")),
+            ("word", _ngrams(config, "word")),
             ("context", ArticleRelation(n_components=config.lsa_components, min_df=config.min_df)),
             ("signals", SpamSignals()),
         ],
