@@ -3,16 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+LOCK := .ci/requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
 DATASETS ?= $(or $(RAQIB_DATASETS),../shared/datasets)
 PORT ?= 8765
 
-.PHONY: install demo test lint bench clean data
+.PHONY: install demo test lint audit lock bench soak clean data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev,bench]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,dev,bench]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -44,8 +45,24 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy serving
 
+# Known vulnerabilities in the locked dependencies (pip-audit); says NOT AUDITED when offline.
+audit: install
+	$(BIN)/python .ci/audit.py
+
+# Re-pin the dependency set after changing pyproject.toml (fresh venv, so nothing stray is pinned).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q -e '.[test,dev,bench]'
+	{ head -2 $(LOCK); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^raqib'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
+
+# Speed and quality report → experiments/RESULTS.md (and MLflow experiment raqib-bench).
 bench: install
 	$(BIN)/python -m training.bench
+
+# 2 minutes of load on a 2-worker server, then the same with model reloads → RESULTS.md soak section.
+soak: install
+	$(BIN)/python -m training.soak
 
 clean:
 	rm -rf $(VENV) data/build models var experiments/mlflow.db experiments/mlartifacts .pytest_cache
