@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from serving.api import (
     admin,
@@ -37,10 +40,17 @@ from serving.api import (
 )
 from serving.api.deps import Service
 from serving.api.errors import install_error_handlers
-from serving.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from serving.api.middleware import (
+    BodyLimitMiddleware,
+    JsonLogFormatter,
+    RequestContextMiddleware,
+    too_large,
+    too_large_message,
+)
 from serving.metrics import ServiceMetrics
 from serving.model import BundleError
 from serving.queue_auth import build_queue_auth
+from serving.ratelimit import RateLimiter
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.state import ModelHolder
 from serving.store import StoreHolder, default_store_url
@@ -57,13 +67,23 @@ Authenticate with `Authorization: Bearer <API key>`. Every error is
 """
 
 
-def _ensure_log_output(level: str) -> None:
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Headers a browser page may send and read when CORS is configured (the API's own, nothing else).
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Request-ID", "X-Goog-Api-Key"]
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining"]
+
+
+def _log_formatter(log_format: str) -> logging.Formatter:
+    return JsonLogFormatter() if log_format == "json" else logging.Formatter(TEXT_LOG_FORMAT)
+
+
+def _ensure_log_output(level: str, log_format: str) -> None:
     """Show the service's own log lines when nobody configured logging (plain `uvicorn ...`)."""
     service_logger = logging.getLogger("raqib")
     service_logger.setLevel(level)
     if not service_logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_log_formatter(log_format))
         service_logger.addHandler(handler)
 
 
@@ -122,10 +142,34 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.stores.close)
 
 
+def _without_framework_validation_errors(app: FastAPI) -> None:
+    """Drop the 422 `HTTPValidationError` FastAPI documents by default: this app never answers that shape.
+
+    Routes that can answer 422 declare it with the API's own ErrorResponse; the Perspective and Akismet
+    routes answer invalid input with their protocols' 400 instead.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is not None and "HTTPValidationError" in json.dumps(answer):
+                    del operation["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service from `settings` (default: RAQIB_* environment and RAQIB_SETTINGS_FILE)."""
     settings = settings if settings is not None else load_settings()
-    _ensure_log_output(settings.log_level)
+    _ensure_log_output(settings.log_level, settings.log_format)
     admin_key = settings.resolved_admin_key()
     service = Service(
         settings=settings,
@@ -138,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.store_url
             else default_store_url(settings.state_dir)
         ),
+        rate_limiter=RateLimiter.from_settings(settings),
         coral_secrets=settings.resolved_coral_secrets(),
         webhook_secrets=settings.resolved_webhook_secrets(),
     )
@@ -161,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    _without_framework_validation_errors(app)
     # The queue page's scripts, styles and strings, from the package itself: no CDN, works offline.
     app.mount(queue.STATIC_PREFIX, StaticFiles(directory=queue.STATIC_DIR), name="static")
 
@@ -183,9 +229,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return settings.max_article_body_bytes
         return settings.max_body_bytes
 
+    def too_large_for(path: str, limit: int) -> ASGIApp:
+        if path in (perspective.ANALYZE_PATH, perspective.SUGGEST_PATH):
+            return perspective.perspective_error(413, too_large_message(limit))
+        if path in akismet.PATHS:
+            return akismet.akismet_failure(413, too_large_message(limit))
+        return too_large(limit)
+
     # Added innermost first: the request context wraps the body limit, so 413s are logged and counted.
-    app.add_middleware(BodyLimitMiddleware, limit_for_path=body_limit)
+    app.add_middleware(BodyLimitMiddleware, limit_for_path=body_limit, too_large_for_path=too_large_for)
     app.add_middleware(queue.QueueSecurityHeadersMiddleware)
+    if settings.cors_origins:
+        # Off unless configured: no browser page may call the API cross-origin by default.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
     known_routes = {getattr(route, "path", "") for router in routers for route in router.routes}
     # Static files have no route template: name them, so their requests are not counted as unmatched.
     known_routes |= {f"{queue.STATIC_PREFIX}/{asset.name}" for asset in queue.STATIC_DIR.iterdir()}
@@ -193,10 +257,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _log_config(level: str) -> dict[str, Any]:
+def _log_config(level: str, log_format: str) -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
-    config: dict[str, Any] = {**LOGGING_CONFIG, "loggers": dict(LOGGING_CONFIG["loggers"])}
+    config: dict[str, Any] = {
+        **LOGGING_CONFIG,
+        "formatters": dict(LOGGING_CONFIG["formatters"]),
+        "handlers": dict(LOGGING_CONFIG["handlers"]),
+        "loggers": dict(LOGGING_CONFIG["loggers"]),
+    }
+    if log_format == "json":
+        # uvicorn's own lines (start-up, shutdown) in the same one-object-per-line format as ours.
+        config["formatters"]["default"] = {"()": "serving.api.middleware.JsonLogFormatter"}
     config["loggers"]["raqib"] = {"handlers": ["default"], "level": level, "propagate": False}
     return config
 
@@ -220,5 +292,5 @@ def run(
         workers=workers,
         # Our own access line (route template, status, duration, request id) replaces uvicorn's.
         access_log=False,
-        log_config=_log_config(settings.log_level),
+        log_config=_log_config(settings.log_level, settings.log_format),
     )

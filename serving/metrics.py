@@ -63,6 +63,19 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "raqib_rate_limited",
+            "Requests refused with 429 by the per-key rate limit, by route template and policy "
+            "('default' or the site whose own limit applied).",
+            ["route", "policy"],
+            registry=self.registry,
+        )
+        self.audit_failures = Counter(
+            "raqib_audit_failures",
+            "Scored comments whose audit record could not be written (the score was answered anyway).",
+            registry=self.registry,
+        )
+
     def set_model(self, name: str, version: str) -> None:
         """Record which model serves now."""
         self.model_info.info({"name": name, "version": version})

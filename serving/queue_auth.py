@@ -90,7 +90,8 @@ class QueueAuth:
     def verify(self, value: str, now: float | None = None) -> str | None:
         """The moderator's name from a valid, unexpired cookie of a still-configured moderator, else None."""
         parts = value.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
+        # ASCII digits only, and few: "²".isdigit() is true but int() refuses it, as it does 5000 digits.
+        if len(parts) != 3 or not (len(parts[1]) <= 20 and parts[1].isascii() and parts[1].isdigit()):
             return None
         try:
             name = _b64decode(parts[0]).decode("utf-8")

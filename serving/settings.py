@@ -6,6 +6,7 @@ Nothing here runs at import time; `load_settings()` is called inside `create_app
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,12 +15,16 @@ from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 ENV_PREFIX = "RAQIB_"
 SETTINGS_FILE_ENV = "RAQIB_SETTINGS_FILE"
+# A directory of one-file-per-setting secrets (Docker/Kubernetes style): raqib_api_keys, raqib_store_url, ...
+SECRETS_DIR_ENV = "RAQIB_SECRETS_DIR"
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -28,8 +33,20 @@ class SettingsError(ValueError):
     """Settings that cannot be used: a named file is missing or unreadable."""
 
 
+class RateLimit(BaseModel):
+    """A token bucket per API key: `per_second` requests on average, up to `burst` in a row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Generous on purpose: one worker scores a few hundred comments a second, and a CMS posting every
+    # new comment rarely needs more than a few a second; backfills belong in /v1/score/batch.
+    per_second: float = Field(default=50.0, gt=0)
+    burst: int = Field(default=200, ge=1)
+
+
 class SitePolicy(BaseModel):
-    """Per-site moderation policy: threshold overrides, trusted authors and enforce/observe mode."""
+    """Per-site moderation policy: threshold overrides, trusted authors, enforce/observe mode, rate limit."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,12 +54,14 @@ class SitePolicy(BaseModel):
     review_at: dict[str, Probability] = Field(default_factory=dict)
     trusted_authors: list[str] = Field(default_factory=list)
     mode: Literal["enforce", "observe"] = "enforce"
+    # Replaces the global `rate_limit` for requests naming this site, in a bucket of their own per key.
+    rate_limit: RateLimit | None = None
 
 
 def _split_keys(value: Any) -> Any:
-    """Accept 'a,b' (environment) as well as ['a', 'b'] (TOML)."""
+    """Accept 'a,b' (environment), one per line (a secrets file) as well as ['a', 'b'] (TOML)."""
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        return [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
     return value
 
 
@@ -81,7 +100,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65_536, gt=0)
     max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line (for log shippers); "text": the classic one-line format.
+    log_format: Literal["json", "text"] = "json"
     sites: dict[str, SitePolicy] = Field(default_factory=dict)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    # Browser origins allowed to call the API (CORS); none by default, so no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # A SecretStr because database URLs carry passwords (postgresql+psycopg://user:pass@host/db).
     store_url: SecretStr | None = None
     coral_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -96,6 +120,19 @@ class Settings(BaseSettings):
 
     _split_lists = field_validator("api_keys", "coral_secrets", "webhook_secret", mode="before")(_split_keys)
     _split_moderator_keys = field_validator("moderator_keys", mode="before")(_split_keys)
+    _split_origins = field_validator("cors_origins", mode="before")(_split_keys)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            # A browser sends "https://host[:port]": a path or trailing slash would never match, and
+            # "*" would let every web page call the API.
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins entry {origin!r} is not an origin like https://cms.example.com"
+                )
+        return origins
 
     @field_validator("model_uri", "shadow_model_uri")
     @classmethod
@@ -113,8 +150,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: explicit arguments, then RAQIB_* variables, then the TOML file, then defaults."""
+        """Precedence: arguments, RAQIB_* variables, files in RAQIB_SECRETS_DIR, the TOML file, defaults."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+        if secrets_dir:
+            if not Path(secrets_dir).is_dir():
+                raise SettingsError(f"{SECRETS_DIR_ENV}={secrets_dir} does not name a directory")
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
         settings_file = os.environ.get(SETTINGS_FILE_ENV)
         if settings_file:
             path = Path(settings_file)

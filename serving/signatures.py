@@ -31,6 +31,10 @@ def hmac_hex(secret: bytes, message: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
+def _is_unix_time(text: str) -> bool:
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 def _any_matches(candidates: Sequence[str], secrets: Sequence[bytes], message: bytes) -> bool:
     matched = False
     for secret in secrets:
@@ -85,7 +89,8 @@ def verify_raqib(
             timestamps.append(value.strip())
         elif key == "v1" and value.strip():
             candidates.append(value)
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not candidates:
+    # ASCII digits only, and few: "²".isdigit() is true but int() refuses it, as it does 5000 digits.
+    if len(timestamps) != 1 or not _is_unix_time(timestamps[0]) or not candidates:
         raise SignatureError("invalid_signature", f"{RAQIB_HEADER} must look like t=<unix seconds>,v1=<hex>")
     signed_at = int(timestamps[0])
     if not _any_matches(candidates, secrets, f"{signed_at}.".encode() + body):

@@ -174,10 +174,15 @@ def url_key(url: str) -> str:
     raw = url.strip()
     if "://" not in raw and not raw.startswith("//"):
         raw = "//" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        # Not parseable as a URL ("http://[", a port out of range): it can only match itself.
+        return url.strip()
     host = (parts.hostname or "").lower().removeprefix("www.")
-    if parts.port and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
+    if port and port not in (80, 443):
+        host = f"{host}:{port}"
     path = unquote(parts.path).rstrip("/") or "/"
     query = [
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING_PARAMS.match(k)
@@ -916,6 +921,8 @@ class StoreHolder:
         self._lock = threading.Lock()
         self._last_attempt = -float("inf")
         self.error: str | None = None
+        # Audit writes failing since the last one that worked (0: none): logged once per outage.
+        self._audit_failures = 0
 
     @property
     def current(self) -> Store | None:
@@ -950,6 +957,31 @@ class StoreHolder:
             self.error = None
             logger.info("store open at %s", self._store.location)
             return self._store
+
+    def audit_failed(self, count: int, exc: StoreError) -> None:
+        """Note decisions the audit log refused: an outage's first failure is logged, the rest counted."""
+        with self._lock:
+            first = self._audit_failures == 0
+            self._audit_failures += count
+        if first:
+            # Once, not per request: a full disk would otherwise flood the log it is filling.
+            logger.error(
+                "%d decision(s) not written to the audit log: %s. Scoring goes on; decisions are not "
+                "recorded until the store accepts writes again (see raqib_audit_failures_total).",
+                count,
+                exc,
+            )
+        else:
+            logger.debug("%d more decision(s) not written to the audit log: %s", count, exc)
+
+    def audit_succeeded(self) -> None:
+        """Note a working audit write; ends (and logs the size of) an audit outage if one was going on."""
+        if not self._audit_failures:  # the common case, without taking the lock
+            return
+        with self._lock:
+            lost, self._audit_failures = self._audit_failures, 0
+        if lost:
+            logger.warning("audit log writes work again; %d decision(s) were not recorded meanwhile", lost)
 
     def close(self) -> None:
         """Close the store if it is open."""

@@ -8,7 +8,7 @@ is pointed at Raqib keeps working. Requests are form-encoded; answers are plain 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,11 +19,19 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.deps import OptionalStoreDep, Service, ServiceDep, key_matches, store_unavailable
+from serving.api.deps import (
+    OptionalStoreDep,
+    Service,
+    ServiceDep,
+    enforce_rate_limit,
+    key_matches,
+    store_unavailable,
+)
 from serving.api.errors import ApiError
-from serving.api.schemas import ScoreRequest, ScoreResponse
+from serving.api.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
 from serving.api.score import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.model import APPROVE, REJECT
+from serving.ratelimit import caller_id
 from serving.schema import ON_TOPIC, SPAM
 from serving.state import LoadedModel
 from serving.store import FeedbackEntry, Store, StoreError
@@ -32,6 +40,7 @@ COMMENT_CHECK_PATH = "/1.1/comment-check"
 SUBMIT_SPAM_PATH = "/1.1/submit-spam"
 SUBMIT_HAM_PATH = "/1.1/submit-ham"
 VERIFY_KEY_PATH = "/1.1/verify-key"
+PATHS = frozenset({COMMENT_CHECK_PATH, SUBMIT_SPAM_PATH, SUBMIT_HAM_PATH, VERIFY_KEY_PATH})
 
 DEBUG_HEADER = "X-akismet-debug-help"
 PRO_TIP_HEADER = "X-akismet-pro-tip"
@@ -45,9 +54,10 @@ def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -
     return PlainTextResponse(body, status_code=status, headers=headers)
 
 
-def _failure(status: int, message: str) -> PlainTextResponse:
+def akismet_failure(status: int, message: str, headers: Mapping[str, str] | None = None) -> PlainTextResponse:
+    """An error as Akismet answers one: the message as plain text and in X-akismet-debug-help."""
     # Akismet clients read the body as a verdict: an error says so in words and in the debug header.
-    return _text(message, status, {DEBUG_HEADER: message})
+    return _text(message, status, {**(headers or {}), DEBUG_HEADER: message})
 
 
 class AkismetRoute(APIRoute):
@@ -61,14 +71,27 @@ class AkismetRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as exc:
-                return _failure(exc.status, exc.message)
+                return akismet_failure(exc.status, exc.message, exc.headers)
             except StarletteHTTPException as exc:
-                return _failure(exc.status_code, str(exc.detail))
+                return akismet_failure(exc.status_code, str(exc.detail), exc.headers)
 
         return akismet_handler
 
 
-router = APIRouter(tags=["akismet"], route_class=AkismetRoute)
+_PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+# Akismet's errors are plain text too (the message, repeated in X-akismet-debug-help).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A form field Raqib cannot read (invalid_form).", "content": _PLAIN_TEXT},
+    413: {"description": "Body over max_article_body_bytes.", "content": _PLAIN_TEXT},
+    429: {
+        "description": "Over this key's rate limit; retry after Retry-After seconds.",
+        "content": _PLAIN_TEXT,
+        "headers": RATE_LIMIT_HEADERS,
+    },
+    503: {"description": "No model loaded, or no store for submit-spam/ham.", "content": _PLAIN_TEXT},
+}
+
+router = APIRouter(tags=["akismet"], route_class=AkismetRoute, responses=_ERRORS)
 
 
 class AkismetComment(BaseModel):
@@ -90,6 +113,9 @@ class AkismetComment(BaseModel):
     def presented_key(self) -> str | None:
         """The API key, under either of its names."""
         return self.api_key or self.key
+
+
+FORM_BODY = request_body(AkismetComment, "application/x-www-form-urlencoded")
 
 
 async def read_form(request: Request) -> AkismetComment:
@@ -119,6 +145,14 @@ def _key_valid(service: Service, comment: AkismetComment) -> bool:
     return bool(presented) and key_matches(presented or "", service.api_keys)
 
 
+def _limit_rate(request: Request, service: Service, comment: AkismetComment) -> None:
+    """Count the request against its key's rate limit (a wrong key is answered `invalid`, not counted)."""
+    presented = comment.presented_key
+    if service.open_access or not presented or not key_matches(presented, service.api_keys):
+        return
+    enforce_rate_limit(request, service, caller_id(presented), site_of(comment.blog))
+
+
 def _invalid_key() -> PlainTextResponse:
     return _text("invalid", headers={DEBUG_HEADER: INVALID_KEY_HELP})
 
@@ -128,7 +162,10 @@ def site_of(blog: str | None) -> str | None:
     if not blog or not blog.strip():
         return None
     raw = blog.strip()
-    host = urlsplit(raw if "://" in raw else f"//{raw}").hostname
+    try:
+        host = urlsplit(raw if "://" in raw else f"//{raw}").hostname
+    except ValueError:  # "http://[": not a URL, so the value itself names the site
+        return raw
     return host.removeprefix("www.") if host else raw
 
 
@@ -142,19 +179,25 @@ def _check(
 ) -> ScoreResponse:
     request = resolve_article(store, request)
     response = score_requests(service, loaded, [request])[0]
-    audit_quietly(store, [audit_entry(request, response, "akismet")])
+    audit_quietly(service, store, [audit_entry(request, response, "akismet")])
     return response
 
 
-@router.post(COMMENT_CHECK_PATH, response_class=PlainTextResponse, summary="Akismet-compatible comment-check")
+@router.post(
+    COMMENT_CHECK_PATH,
+    response_class=PlainTextResponse,
+    summary="Akismet-compatible comment-check",
+    openapi_extra=FORM_BODY,
+)
 async def comment_check(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
     """`true` when Raqib holds the comment (review or reject), with `X-akismet-pro-tip: discard` on reject."""
     comment = await read_form(request)
     if not _key_valid(service, comment):
         return _invalid_key()
+    _limit_rate(request, service, comment)
     loaded = service.models.current
     if loaded is None:
-        return _failure(503, f"model not loaded: {service.models.load_error or 'not loaded yet'}")
+        return akismet_failure(503, f"model not loaded: {service.models.load_error or 'not loaded yet'}")
     # Scored up to max_text_chars: a verdict on the beginning beats none for an over-long comment.
     text = comment.comment_content.strip()[: service.settings.max_text_chars]
     if not text:
@@ -169,7 +212,7 @@ async def comment_check(request: Request, service: ServiceDep, store: OptionalSt
             }
         )
     except ValidationError as exc:
-        return _failure(400, f"invalid comment: {exc.errors()[0]['msg']}")
+        return akismet_failure(400, f"invalid comment: {exc.errors()[0]['msg']}")
     response = await run_in_threadpool(_check, service, loaded, store, score_request)
     if response.action == APPROVE:
         return _text("false")
@@ -204,26 +247,44 @@ def _submit(service: Service, store: Store | None, comment: AkismetComment, labe
     try:
         store.record_feedback(entry)
     except StoreError as exc:
-        return _failure(503, f"{exc}; nothing was recorded, retry later")
+        return akismet_failure(503, f"{exc}; nothing was recorded, retry later")
     return _text(THANKS)
 
 
-@router.post(SUBMIT_SPAM_PATH, response_class=PlainTextResponse, summary="Akismet-compatible submit-spam")
+@router.post(
+    SUBMIT_SPAM_PATH,
+    response_class=PlainTextResponse,
+    summary="Akismet-compatible submit-spam",
+    openapi_extra=FORM_BODY,
+)
 async def submit_spam(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
     """A moderator marked the comment as spam: feedback label `spam`."""
     comment = await read_form(request)
+    _limit_rate(request, service, comment)
     return await run_in_threadpool(_submit, service, store, comment, SPAM)
 
 
-@router.post(SUBMIT_HAM_PATH, response_class=PlainTextResponse, summary="Akismet-compatible submit-ham")
+@router.post(
+    SUBMIT_HAM_PATH,
+    response_class=PlainTextResponse,
+    summary="Akismet-compatible submit-ham",
+    openapi_extra=FORM_BODY,
+)
 async def submit_ham(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
     """A moderator marked the comment as not spam: feedback label `on_topic` (publishable)."""
     comment = await read_form(request)
+    _limit_rate(request, service, comment)
     return await run_in_threadpool(_submit, service, store, comment, ON_TOPIC)
 
 
-@router.post(VERIFY_KEY_PATH, response_class=PlainTextResponse, summary="Akismet-compatible verify-key")
+@router.post(
+    VERIFY_KEY_PATH,
+    response_class=PlainTextResponse,
+    summary="Akismet-compatible verify-key",
+    openapi_extra=FORM_BODY,
+)
 async def verify_key(request: Request, service: ServiceDep) -> Response:
     """`valid` for one of the API keys (any key while none are configured), else `invalid`."""
     comment = await read_form(request)
+    _limit_rate(request, service, comment)
     return _text("valid") if _key_valid(service, comment) else _invalid_key()

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from serving.api.deps import StoreDep, require_api_key, store_failed
+from serving.api.deps import (
+    CallerDep,
+    ServiceDep,
+    StoreDep,
+    enforce_rate_limit,
+    require_api_key,
+    store_failed,
+)
 from serving.api.errors import ApiError
-from serving.api.schemas import ArticleOut, ArticlePut, ErrorResponse
+from serving.api.schemas import ArticleOut, ArticlePut, error_responses
 from serving.store import Article, StoreError
 
 ARTICLES_PREFIX = "/v1/articles/"
@@ -16,10 +23,16 @@ ARTICLES_PREFIX = "/v1/articles/"
 router = APIRouter(
     tags=["articles"],
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-        503: {"model": ErrorResponse, "description": "The store is unavailable (store_unavailable)."},
-    },
+    responses=error_responses(
+        401,
+        422,
+        429,
+        described={
+            # An empty id, or "." / ".." that clients resolve away, leaves a URL no route matches.
+            404: "No such article (article_not_found), or no article id in the URL (not_found).",
+            503: "The store is unavailable or refused the write (store_unavailable).",
+        },
+    ),
 )
 
 SiteQuery = Annotated[str | None, Query(description="The site the id belongs to.")]
@@ -37,15 +50,23 @@ def article_out(article: Article) -> ArticleOut:
     )
 
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No such article."}
-}
-
-
 # `:path` so ids containing slashes (some CMSs use paths as ids) still reach the handler.
-@router.put("/v1/articles/{article_id:path}", response_model=ArticleOut, summary="Store an article")
-def put_article(article_id: str, body: ArticlePut, store: StoreDep) -> ArticleOut:
+@router.put(
+    "/v1/articles/{article_id:path}",
+    response_model=ArticleOut,
+    summary="Store an article",
+    responses=error_responses(400, 413, 415),
+)
+def put_article(
+    article_id: str,
+    body: ArticlePut,
+    request: Request,
+    service: ServiceDep,
+    caller: CallerDep,
+    store: StoreDep,
+) -> ArticleOut:
     """Insert or replace the article (title, text, url) under its id and site; on disk when answered."""
+    enforce_rate_limit(request, service, caller, body.site)
     article = Article(
         article_id=article_id, site=body.site, title=body.title, text=body.text, url=body.url, source="api"
     )
@@ -59,10 +80,17 @@ def put_article(article_id: str, body: ArticlePut, store: StoreDep) -> ArticleOu
     "/v1/articles/{article_id:path}",
     response_model=ArticleOut,
     summary="A stored article",
-    responses=_NOT_FOUND,
 )
-def get_article(article_id: str, store: StoreDep, site: SiteQuery = None) -> ArticleOut:
+def get_article(
+    article_id: str,
+    request: Request,
+    service: ServiceDep,
+    caller: CallerDep,
+    store: StoreDep,
+    site: SiteQuery = None,
+) -> ArticleOut:
     """The article with this id on `site` (else one stored without a site); 404 when unknown."""
+    enforce_rate_limit(request, service, caller, site)
     try:
         article = store.get_article(article_id, site)
     except StoreError as exc:

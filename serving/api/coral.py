@@ -17,9 +17,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serving.api.deps import OptionalStoreDep, Service, ServiceDep, store_unavailable
+from serving.api.deps import OptionalStoreDep, Service, ServiceDep, enforce_rate_limit, store_unavailable
 from serving.api.errors import ApiError, parse_body, parse_value
-from serving.api.schemas import ErrorResponse, ExternalId, ScoreRequest, ScoreResponse
+from serving.api.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
 from serving.api.score import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.api.webhooks import EventOutcome, handle_event
 from serving.model import REJECT
@@ -33,6 +33,8 @@ logger = logging.getLogger("raqib.coral")
 
 MODERATE_PATH = "/v1/integrations/coral/moderate"
 WEBHOOK_PATH = "/v1/integrations/coral/webhook"
+# Coral authenticates with its signing secret, not an API key: its requests share one rate-limit bucket.
+CORAL_CALLER = "integration:coral"
 
 # Coral's roles whose comments a machine never rejects (a reject becomes a withhold for review).
 STAFF_ROLES = frozenset({"STAFF", "MODERATOR", "ADMIN"})
@@ -43,10 +45,16 @@ CORAL_REASONS = {SPAM: "COMMENT_DETECTED_SPAM", ABUSIVE: "COMMENT_DETECTED_TOXIC
 
 router = APIRouter(
     tags=["coral"],
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing or wrong X-Coral-Signature."},
-        503: {"model": ErrorResponse, "description": "No Coral signing secret configured (coral_secrets)."},
-    },
+    responses=error_responses(
+        400,
+        413,
+        422,
+        429,
+        described={
+            401: "Missing or wrong X-Coral-Signature.",
+            503: "No Coral signing secret configured (coral_secrets), or no store for a webhook event.",
+        },
+    ),
 )
 
 SiteQuery = Annotated[
@@ -241,7 +249,7 @@ def _moderate(
 ) -> ScoreResponse:
     request = resolve_article(store, request)
     response = score_requests(service, loaded, [request], "Coral staff role" if staff else None)[0]
-    audit_quietly(store, [audit_entry(request, response, "coral")])
+    audit_quietly(service, store, [audit_entry(request, response, "coral")])
     return response
 
 
@@ -269,6 +277,7 @@ def _score_request(payload: CoralModerationRequest, text: str, site: str | None)
     responses={
         204: {"description": "No opinion (no model loaded, observe mode, nothing to judge, or too slow)."}
     },
+    openapi_extra=request_body(CoralModerationRequest),
 )
 async def coral_moderate(
     request: Request,
@@ -282,6 +291,7 @@ async def coral_moderate(
     body = await request.body()
     _check_signature(service, body, signature)
     payload = parse_body(CoralModerationRequest, body)
+    enforce_rate_limit(request, service, CORAL_CALLER, site or payload.site.id)
     loaded = service.models.current
     if loaded is None:
         return Response(status_code=204)  # Coral falls back to its own rules; a 5xx would only add noise
@@ -358,7 +368,11 @@ def _comment_left_queue(store: Store, event: CoralEvent, site: str | None) -> Ev
 @router.post(
     WEBHOOK_PATH,
     summary="Coral webhooks (STORY_CREATED, COMMENT_LEFT_MODERATION_QUEUE)",
-    responses={204: {"description": "Event type (or status) Raqib does not use."}},
+    responses={
+        204: {"description": "Event type (or status) Raqib does not use."},
+        **error_responses(described={409: "The event id already came with another body (event_id_reused)."}),
+    },
+    openapi_extra=request_body(CoralEvent),
 )
 async def coral_webhook(
     request: Request,
@@ -371,6 +385,7 @@ async def coral_webhook(
     body = await request.body()  # raw, once: signed bytes
     _check_signature(service, body, signature)
     event = parse_body(CoralEvent, body)
+    enforce_rate_limit(request, service, CORAL_CALLER, site)
     if event.type not in ("STORY_CREATED", "COMMENT_LEFT_MODERATION_QUEUE"):
         return Response(status_code=204)
     if store is None:

@@ -1,4 +1,4 @@
-"""Request dependencies: the service container, API-key and admin-key checks, the current model."""
+"""Request dependencies: the service container, API-key and admin-key checks, rate limits, model and store."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.api.errors import ApiError
 from serving.metrics import ServiceMetrics
+from serving.ratelimit import DEFAULT_POLICY, RateLimiter, caller_id
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder
 from serving.store import Store, StoreError, StoreHolder
@@ -29,6 +30,7 @@ class Service:
     api_keys: tuple[bytes, ...]
     admin_key: bytes | None
     stores: StoreHolder
+    rate_limiter: RateLimiter
     coral_secrets: tuple[bytes, ...] = ()
     webhook_secrets: tuple[bytes, ...] = ()
 
@@ -65,20 +67,25 @@ def key_matches(candidate: str, accepted: tuple[bytes, ...]) -> bool:
     return matched
 
 
-def _check_api_key(service: Service, credentials: HTTPAuthorizationCredentials | None) -> None:
+def _check_api_key(service: Service, credentials: HTTPAuthorizationCredentials | None) -> str | None:
     if service.open_access:
-        return
+        return None
     if credentials is None:
         raise ApiError(
             401, "unauthorized", "missing API key: send Authorization: Bearer <key>", headers=BEARER_CHALLENGE
         )
     if not key_matches(credentials.credentials, service.api_keys):
         raise ApiError(401, "unauthorized", "invalid API key", headers=BEARER_CHALLENGE)
+    return caller_id(credentials.credentials)
 
 
-async def require_api_key(service: ServiceDep, credentials: BearerDep) -> None:
-    """Let the request through only with a valid API key (or when none are configured)."""
-    _check_api_key(service, credentials)
+async def require_api_key(service: ServiceDep, credentials: BearerDep) -> str | None:
+    """Let the request through only with a valid API key (or when none are configured); the caller's id."""
+    return _check_api_key(service, credentials)
+
+
+# The caller behind a valid API key, for its rate limit (None while the API is open: no key to count).
+CallerDep = Annotated[str | None, Depends(require_api_key)]
 
 
 async def require_api_key_for_health(service: ServiceDep, credentials: BearerDep) -> None:
@@ -144,6 +151,31 @@ async def require_store(service: ServiceDep, store: OptionalStoreDep) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(require_store)]
+
+
+def enforce_rate_limit(
+    request: Request, service: Service, caller: str | None, site: str | None = None
+) -> None:
+    """Spend one request of the caller's budget for `site`; 429 rate_limited with Retry-After when spent."""
+    if caller is None:
+        return
+    decision = service.rate_limiter.take(caller, site)
+    if decision is None:
+        return
+    headers = decision.headers()
+    # The request-context middleware puts these on the response, whatever the route answers.
+    request.state.response_headers = headers
+    if decision.allowed:
+        return
+    route = getattr(request.scope.get("route"), "path", "<unmatched>")
+    service.metrics.rate_limited.labels(route=route, policy=decision.policy).inc()
+    scope = "this key" if decision.policy == DEFAULT_POLICY else f"this key on site {decision.policy!r}"
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"too many requests for {scope} (burst {decision.limit}); retry in {decision.retry_after} s",
+        headers=headers,
+    )
 
 
 def store_failed(exc: StoreError) -> ApiError:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from serving.api.deps import Service, ServiceDep, StoreDep, require_api_key, store_failed
-from serving.api.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serving.api.deps import (
+    CallerDep,
+    Service,
+    ServiceDep,
+    StoreDep,
+    enforce_rate_limit,
+    require_api_key,
+    store_failed,
+)
+from serving.api.schemas import FeedbackRequest, FeedbackResponse, error_responses
 from serving.schema import DEFAULT_LABELS
 from serving.store import FeedbackEntry, FeedbackRecord, StoreError
 
@@ -14,11 +22,17 @@ FEEDBACK_PATH = "/v1/feedback"
 router = APIRouter(
     tags=["feedback"],
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-        422: {"model": ErrorResponse, "description": "Invalid request (e.g. invalid_label)."},
-        503: {"model": ErrorResponse, "description": "The store is unavailable; nothing was recorded."},
-    },
+    responses=error_responses(
+        400,
+        401,
+        413,
+        415,
+        429,
+        described={
+            422: "Invalid request (e.g. invalid_label); `field` names the offending field.",
+            503: "The store is unavailable or refused the write (store_unavailable); nothing was recorded.",
+        },
+    ),
 )
 
 
@@ -54,8 +68,11 @@ def feedback_entry(body: FeedbackRequest, source: str) -> FeedbackEntry:
 @router.post(
     FEEDBACK_PATH, status_code=201, response_model=FeedbackResponse, summary="Record a moderator's verdict"
 )
-def post_feedback(body: FeedbackRequest, service: ServiceDep, store: StoreDep) -> FeedbackResponse:
+def post_feedback(
+    body: FeedbackRequest, request: Request, service: ServiceDep, caller: CallerDep, store: StoreDep
+) -> FeedbackResponse:
     """Store the verdict (committed to disk before the 201); the latest verdict per comment wins on export."""
+    enforce_rate_limit(request, service, caller, body.site)
     try:
         record = store.record_feedback(feedback_entry(body, source="api"))
     except StoreError as exc:

@@ -1,13 +1,20 @@
-"""Pure ASGI middleware: request ids, access log, metrics and 500s; request body size limits."""
+"""Pure ASGI middleware: request ids, access log, metrics and 500s; request body size limits.
+
+Also the JSON log format: one object per line, with the request id of the request being answered.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
@@ -21,7 +28,37 @@ error_logger = logging.getLogger("raqib.error")
 
 REQUEST_ID_HEADER = "x-request-id"
 UNMATCHED_ROUTE = "<unmatched>"
+# Handlers put headers for the response, whatever it turns out to be, in request.state.response_headers.
+RESPONSE_HEADERS_STATE = "response_headers"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+# The id of the request this task (or the threadpool call it made) is answering, for every log line.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "raqib_request_id", default=None
+)
+# Fields of the access line that the JSON format writes as fields of their own.
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, and the access line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a single-line JSON object (newlines in messages and tracebacks are escaped)."""
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id.get()
+        if request_id:
+            payload["request_id"] = request_id
+        for field in ACCESS_FIELDS:
+            if hasattr(record, field):
+                payload[field] = getattr(record, field)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False, default=str)
 
 
 class RequestContextMiddleware:
@@ -43,7 +80,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         supplied = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        context_token = current_request_id.set(request_id)
         status = 500
         response_started = False
 
@@ -52,7 +91,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = int(message["status"])
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                for name, value in (state.get(RESPONSE_HEADERS_STATE) or {}).items():
+                    if name not in headers:
+                        headers[name] = value
             await send(message)
 
         try:
@@ -78,9 +121,22 @@ class RequestContextMiddleware:
             route = self._route(scope)
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
             self.metrics.request_seconds.labels(route=route).observe(elapsed)
+            duration_ms = round(elapsed * 1000, 1)
             access_logger.info(
-                "%s %s %d %.1fms request_id=%s", scope["method"], route, status, elapsed * 1000, request_id
+                "%s %s %d %.1fms request_id=%s",
+                scope["method"],
+                route,
+                status,
+                duration_ms,
+                request_id,
+                extra={
+                    "method": scope["method"],
+                    "path": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
             )
+            current_request_id.reset(context_token)
 
     def _route(self, scope: Scope) -> str:
         # The route template, never the raw path: bounded label values and nothing user-typed.
@@ -99,18 +155,26 @@ class BodyLimitMiddleware:
     counted as they arrive, so a chunked or lying client is cut off at the limit as well.
     """
 
-    def __init__(self, app: ASGIApp, limit_for_path: Callable[[str], int]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for_path: Callable[[str], int],
+        too_large_for_path: Callable[[str, int], ASGIApp] | None = None,
+    ):
         self.app = app
         self.limit_for_path = limit_for_path
+        # Integrations answer in their own protocol's error shape, 413 included.
+        self.too_large_for_path = too_large_for_path or (lambda _path, limit: too_large(limit))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for_path(scope.get("path", ""))
+        path = scope.get("path", "")
+        limit = self.limit_for_path(path)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(limit)(scope, receive, send)
+        if declared is not None and _exceeds(declared, limit):
+            await self.too_large_for_path(path, limit)(scope, receive, send)
             return
         received = 0
 
@@ -137,8 +201,24 @@ class BodyLimitMiddleware:
             # Normally FastAPI turns this into a 413 itself; this covers a read outside its handler.
             if response_started:
                 raise
-            await self._too_large(limit)(scope, receive, send)
+            await self.too_large_for_path(path, limit)(scope, receive, send)
 
-    @staticmethod
-    def _too_large(limit: int) -> ASGIApp:
-        return error_response(413, "body_too_large", f"request body is larger than {limit} bytes")
+
+def _exceeds(content_length: str, limit: int) -> bool:
+    """True when a declared Content-Length is a number over `limit` (the server refuses malformed ones)."""
+    # "²".isdigit() is true yet int() refuses it, as it refuses over 4300 digits: ASCII digits, and
+    # any number too long to compare is over every limit.
+    if not (content_length.isascii() and content_length.isdigit()):
+        return False
+    digits = content_length.lstrip("0")
+    return len(digits) > 18 or int(digits or "0") > limit
+
+
+def too_large_message(limit: int) -> str:
+    """What a 413 says, in every error shape."""
+    return f"request body is larger than {limit} bytes"
+
+
+def too_large(limit: int) -> ASGIApp:
+    """The API's own 413 body_too_large."""
+    return error_response(413, "body_too_large", too_large_message(limit))

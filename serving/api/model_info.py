@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from serving.api.deps import ModelDep, OptionalStoreDep, Service, ServiceDep, require_api_key
-from serving.api.schemas import ErrorResponse, ModelInfo
+from serving.api.deps import (
+    CallerDep,
+    ModelDep,
+    OptionalStoreDep,
+    Service,
+    ServiceDep,
+    enforce_rate_limit,
+    require_api_key,
+)
+from serving.api.schemas import ModelInfo, error_responses
 from serving.model import Thresholds
 from serving.shadow import DISAGREEMENTS_SHOWN
 from serving.state import LoadedModel
@@ -19,7 +27,7 @@ from serving.store import Store
 router = APIRouter(
     tags=["model"],
     dependencies=[Depends(require_api_key)],
-    responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses=error_responses(401, 429, described={503: "No model loaded (model_not_loaded)."}),
 )
 
 
@@ -102,8 +110,11 @@ def shadow_info(service: Service, loaded: LoadedModel, store: Store | None) -> S
 
 
 @router.get("/v1/model", response_model=ModelInfoResponse, summary="The model serving now")
-async def model_info(loaded: ModelDep, service: ServiceDep, store: OptionalStoreDep) -> ModelInfoResponse:
+async def model_info(
+    request: Request, loaded: ModelDep, service: ServiceDep, caller: CallerDep, store: OptionalStoreDep
+) -> ModelInfoResponse:
     """Name, version, labels, thresholds, training data fingerprint, metrics, load time and bundle path."""
+    enforce_rate_limit(request, service, caller)
     metadata: dict[str, Any] = loaded.model.metadata
     sites = {
         site: {

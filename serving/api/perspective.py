@@ -9,7 +9,7 @@ SPAM is `spam`, OFF_TOPIC is `off_topic`. Errors use Perspective's shape
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -21,11 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.api.coral import html_to_text
-from serving.api.deps import OptionalStoreDep, Service, ServiceDep, StoreDep, key_matches, store_failed
+from serving.api.deps import (
+    OptionalStoreDep,
+    Service,
+    ServiceDep,
+    StoreDep,
+    enforce_rate_limit,
+    key_matches,
+    store_failed,
+)
 from serving.api.errors import ApiError, dotted_field
-from serving.api.schemas import ScoreRequest, ScoreResponse
+from serving.api.schemas import ScoreRequest, ScoreResponse, error_responses
 from serving.api.score import audit_entry, audit_quietly, score_requests
 from serving.normalize import dominant_script
+from serving.ratelimit import caller_id
 from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.state import LoadedModel
 from serving.store import FeedbackEntry, Store, StoreError
@@ -36,6 +45,8 @@ SUGGEST_PATH = "/v1alpha1/comments:suggestscore"
 # Perspective attribute → Raqib label. Anything else is refused (400), as Perspective refuses
 # attributes it does not know, rather than answered with a made-up score.
 ATTRIBUTES = {"TOXICITY": ABUSIVE, "SPAM": SPAM, "OFF_TOPIC": OFF_TOPIC}
+# The OpenAPI view of an attribute map: one or more of the names above (lower case is accepted too).
+ATTRIBUTE_NAMES: dict[str, Any] = {"propertyNames": {"enum": list(ATTRIBUTES)}, "minProperties": 1}
 # When a suggestion marks several attributes, abuse wins over spam over off-topic (data/README.md).
 SUGGEST_PRECEDENCE = ("TOXICITY", "SPAM", "OFF_TOPIC")
 GRPC_STATUS = {
@@ -59,10 +70,14 @@ class PerspectiveError(Exception):
         self.message = message
 
 
-def perspective_error(status: int, message: str) -> JSONResponse:
+def perspective_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """`{"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}}`."""
     grpc = GRPC_STATUS.get(status, "INTERNAL")
-    return JSONResponse({"error": {"code": status, "message": message, "status": grpc}}, status_code=status)
+    return JSONResponse(
+        {"error": {"code": status, "message": message, "status": grpc}},
+        status_code=status,
+        headers=dict(headers or {}),
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -90,9 +105,9 @@ class PerspectiveRoute(APIRoute):
             except RequestValidationError as exc:
                 return perspective_error(400, _validation_message(exc))
             except ApiError as exc:
-                return perspective_error(exc.status, exc.message)
+                return perspective_error(exc.status, exc.message, exc.headers)
             except StarletteHTTPException as exc:
-                return perspective_error(exc.status_code, str(exc.detail))
+                return perspective_error(exc.status_code, str(exc.detail), exc.headers)
 
         return perspective_handler
 
@@ -101,19 +116,49 @@ async def require_perspective_key(
     service: ServiceDep,
     key: Annotated[str | None, Query(description="API key (one of RAQIB_API_KEYS).")] = None,
     header_key: Annotated[str | None, Header(alias="X-Goog-Api-Key", include_in_schema=False)] = None,
-) -> None:
-    """Perspective clients send the key as `?key=`; checked against api_keys (open when none)."""
+) -> str | None:
+    """Perspective clients send the key as `?key=`; checked against api_keys (open when none); the caller."""
     if service.open_access:
-        return
+        return None
     presented = key or header_key
     if not presented:
         raise PerspectiveError(403, "The request is missing a valid API key.")
     if not key_matches(presented, service.api_keys):
         raise PerspectiveError(400, "API key not valid. Please pass a valid API key.")
+    return caller_id(presented)
+
+
+PerspectiveCallerDep = Annotated[str | None, Depends(require_perspective_key)]
+
+
+class PerspectiveErrorBody(BaseModel):
+    """Perspective's error: the HTTP status, a message and the gRPC status name."""
+
+    code: int
+    message: str
+    status: str
+
+
+class PerspectiveErrorResponse(BaseModel):
+    """Every error of the Perspective routes has this shape."""
+
+    error: PerspectiveErrorBody
 
 
 router = APIRouter(
-    tags=["perspective"], route_class=PerspectiveRoute, dependencies=[Depends(require_perspective_key)]
+    tags=["perspective"],
+    route_class=PerspectiveRoute,
+    dependencies=[Depends(require_perspective_key)],
+    responses=error_responses(
+        model=PerspectiveErrorResponse,
+        described={
+            400: "Invalid request, unsupported attribute or wrong API key (INVALID_ARGUMENT).",
+            403: "No API key (PERMISSION_DENIED).",
+            413: "Body over max_article_body_bytes (INVALID_ARGUMENT).",
+            429: "Over this key's rate limit (RESOURCE_EXHAUSTED); retry after Retry-After seconds.",
+            503: "No model loaded, or no store for suggestscore (UNAVAILABLE).",
+        },
+    ),
 )
 
 
@@ -146,7 +191,7 @@ class AnalyzeRequest(_Perspective):
 
     comment: TextEntry
     context: Context | None = None
-    requestedAttributes: dict[str, RequestedAttribute]
+    requestedAttributes: dict[str, RequestedAttribute] = Field(json_schema_extra=ATTRIBUTE_NAMES)
     languages: list[str] | None = None
     spanAnnotations: bool = False
     doNotStore: bool = False
@@ -203,7 +248,7 @@ class SuggestRequest(_Perspective):
 
     comment: TextEntry
     context: Context | None = None
-    attributeScores: dict[str, SuggestedAttribute]
+    attributeScores: dict[str, SuggestedAttribute] = Field(json_schema_extra=ATTRIBUTE_NAMES)
     languages: list[str] | None = None
     communityId: str | None = None
     clientToken: str | None = None
@@ -286,7 +331,7 @@ def _analyze(
 ) -> ScoreResponse:
     response = score_requests(service, loaded, [request])[0]
     if keep:
-        audit_quietly(store, [audit_entry(request, response, "perspective")])
+        audit_quietly(service, store, [audit_entry(request, response, "perspective")])
     return response
 
 
@@ -297,9 +342,15 @@ def _analyze(
     summary="Perspective-compatible AnalyzeComment",
 )
 async def analyze(
-    body: AnalyzeRequest, service: ServiceDep, store: OptionalStoreDep, site: SiteQuery = None
+    body: AnalyzeRequest,
+    http_request: Request,
+    service: ServiceDep,
+    caller: PerspectiveCallerDep,
+    store: OptionalStoreDep,
+    site: SiteQuery = None,
 ) -> AnalyzeResponse:
     """TOXICITY (abusive), SPAM and OFF_TOPIC probabilities; `doNotStore` keeps the comment unstored."""
+    enforce_rate_limit(http_request, service, caller, site)
     loaded = service.models.current
     names = [name.upper() for name in body.requestedAttributes]
     _require_supported(names, loaded)
@@ -353,9 +404,15 @@ def suggested_label(attributes: dict[str, float]) -> str:
     summary="Perspective-compatible SuggestCommentScore (moderator feedback)",
 )
 def suggest_score(
-    body: SuggestRequest, service: ServiceDep, store: StoreDep, site: SiteQuery = None
+    body: SuggestRequest,
+    request: Request,
+    service: ServiceDep,
+    caller: PerspectiveCallerDep,
+    store: StoreDep,
+    site: SiteQuery = None,
 ) -> SuggestResponse:
     """A moderator's verdict: TOXICITY 1 → abusive, SPAM 1 → spam, OFF_TOPIC 1 → off_topic, else on_topic."""
+    enforce_rate_limit(request, service, caller, site)
     names = {name.upper(): attribute.summaryScore.value for name, attribute in body.attributeScores.items()}
     _require_supported(list(names), None)
     text = _checked_text(service, body.comment)

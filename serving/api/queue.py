@@ -33,6 +33,7 @@ from serving.api.schemas import (
     ReasonOut,
     ScoreRequest,
     ScoreResponse,
+    error_responses,
 )
 from serving.api.score import audit_entry, resolve_article, score_fields
 from serving.model import ACTIONS, CommentInput, Scored, Thresholds
@@ -356,11 +357,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No session cookie and no moderator key."},
     403: {"model": ErrorResponse, "description": "queue_disabled, or csrf_failed (cookie sessions)."},
     503: {"model": ErrorResponse, "description": "The store is unavailable."},
+    **error_responses(422),
 }
+# What a JSON body can get wrong before the handler sees it.
+_BODY_ERRORS = error_responses(400, 413, 415)
 
 router = APIRouter(tags=["queue"], responses=_ERRORS)
 
 Action = Literal["approve", "review", "reject"]
+# SQLite's (and PostgreSQL's bigint) largest integer: a bigger id cannot even be bound as a parameter.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class QueueArticle(BaseModel):
@@ -417,7 +424,7 @@ class DecisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    audit_id: int | None = None
+    audit_id: RowId | None = None
     comment_id: ExternalId | None = None
     site: str | None = None
     decision: Decision
@@ -449,7 +456,7 @@ class UndoRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: int
+    decision_id: RowId
 
 
 class UndoResponse(BaseModel):
@@ -479,7 +486,7 @@ OrderQuery = Annotated[
     Literal["risk", "time"], Query(description="risk: riskiest first; time: newest first.")
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=200)]
-OffsetQuery = Annotated[int, Query(ge=0)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 
 
 def _thresholds_for(loaded: LoadedModel, sites: list[str | None]) -> list[Thresholds] | None:
@@ -636,6 +643,7 @@ def queue_items(
     responses={
         404: {"model": ErrorResponse, "description": "No such comment in the audit log."},
         409: {"model": ErrorResponse, "description": "The comment already has a verdict (already_decided)."},
+        **_BODY_ERRORS,
     },
 )
 def post_decision(body: DecisionRequest, moderator: ActingModeratorDep, store: StoreDep) -> DecisionResponse:
@@ -686,6 +694,7 @@ def post_decision(body: DecisionRequest, moderator: ActingModeratorDep, store: S
     responses={
         404: {"model": ErrorResponse, "description": "No such decision of yours."},
         409: {"model": ErrorResponse, "description": "Already undone."},
+        **_BODY_ERRORS,
     },
 )
 def post_undo(body: UndoRequest, moderator: ActingModeratorDep, store: StoreDep) -> UndoResponse:
@@ -834,6 +843,7 @@ _IMPORT_BODY = {
     summary="Import an export into the queue",
     openapi_extra=_IMPORT_BODY,
     responses={
+        **error_responses(400),
         413: {"model": ErrorResponse, "description": "More than max_batch_items records (or too large)."},
         415: {"model": ErrorResponse, "description": "Neither a multipart upload, CSV, JSONL nor JSON."},
         422: {

@@ -134,6 +134,66 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+# What an error status means on the routes that can answer it, for the OpenAPI document.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is not valid JSON, or not UTF-8 (invalid_json).",
+    401: "Missing or invalid API key (unauthorized).",
+    403: "Forbidden.",
+    404: "No such resource (not_found).",
+    409: "Conflict.",
+    413: "Body over the route's size limit (body_too_large).",
+    415: "Body sent without Content-Type: application/json (unsupported_media_type).",
+    422: "Invalid request; `field` names the offending field.",
+    429: "Over this key's rate limit (rate_limited); retry after `Retry-After` seconds.",
+    503: "Unavailable: no model loaded (model_not_loaded) or no store (store_unavailable).",
+}
+RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Whole seconds until the key may send again.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Limit": {"description": "The bucket size (burst).", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "Requests left in the bucket now.", "schema": {"type": "integer"}},
+}
+
+
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse, described: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, in `model`'s shape (429 with its rate-limit headers)."""
+    descriptions = {**ERROR_DESCRIPTIONS, **(described or {})}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in (*statuses, *(described or {})):
+        responses[status] = {"model": model, "description": descriptions[status]}
+        if status == 429:
+            responses[status]["headers"] = RATE_LIMIT_HEADERS
+    return responses
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its `$defs` written in place, for bodies read by hand (openapi_extra)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def request_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
+    """`openapi_extra` documenting a body the handler reads itself (to verify a signature, or a form)."""
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": inline_schema(model)}}}}
+
+
 class ReasonOut(BaseModel):
     """One reason behind the scores."""
 

@@ -8,11 +8,19 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from serving.api.deps import ModelDep, OptionalStoreDep, Service, ServiceDep, require_api_key
+from serving.api.deps import (
+    CallerDep,
+    ModelDep,
+    OptionalStoreDep,
+    Service,
+    ServiceDep,
+    enforce_rate_limit,
+    require_api_key,
+)
 from serving.api.errors import ApiError, describe_validation_error
 from serving.api.schemas import (
     BatchItemError,
@@ -21,12 +29,12 @@ from serving.api.schemas import (
     BatchResponse,
     DecisionOut,
     ErrorBody,
-    ErrorResponse,
     ModelRef,
     ReasonOut,
     ScoreRequest,
     ScoreResponse,
     SpanOut,
+    error_responses,
 )
 from serving.model import APPROVE, REJECT, REVIEW, CommentInput, Scored, Thresholds
 from serving.policy import OBSERVE, apply_policy
@@ -39,12 +47,17 @@ logger = logging.getLogger("raqib.audit")
 SCORE_PATH = "/v1/score"
 BATCH_PATH = "/v1/score/batch"
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-    413: {"model": ErrorResponse, "description": "Body over the size limit (or too many batch items)."},
-    422: {"model": ErrorResponse, "description": "Invalid request (field names the offending field)."},
-    503: {"model": ErrorResponse, "description": "No model loaded."},
-}
+_ERRORS = error_responses(
+    400,
+    401,
+    415,
+    422,
+    429,
+    described={
+        413: "Body over the size limit (body_too_large), or too many batch items (too_many_items).",
+        503: "No model loaded (model_not_loaded).",
+    },
+)
 
 router = APIRouter(tags=["scoring"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
 
@@ -194,24 +207,40 @@ def audit_entry(request: ScoreRequest, response: ScoreResponse, source: str) -> 
     )
 
 
-def audit_quietly(store: Store | None, entries: Sequence[AuditEntry]) -> None:
-    """Log decisions; a store failure is logged (without text) but never fails the scoring request."""
-    if store is None or not entries:
+def _audit_failed(service: Service, count: int, exc: StoreError | None) -> None:
+    service.metrics.audit_failures.inc(count)
+    if exc is not None:  # without a store at all, StoreHolder has already said why (once)
+        service.stores.audit_failed(count, exc)
+
+
+def audit_quietly(service: Service, store: Store | None, entries: Sequence[AuditEntry]) -> None:
+    """Log decisions; a store failure is counted and logged (without text) but never fails the request."""
+    if not entries:
+        return
+    if store is None:
+        _audit_failed(service, len(entries), None)
         return
     try:
         store.record_audit(entries)
     except StoreError as exc:
-        logger.warning("%d decision(s) not written to the audit log: %s", len(entries), exc)
+        _audit_failed(service, len(entries), exc)
+        return
+    service.stores.audit_succeeded()
 
 
-async def audit_from_loop(store: Store | None, entries: Sequence[AuditEntry]) -> None:
+async def audit_from_loop(service: Service, store: Store | None, entries: Sequence[AuditEntry]) -> None:
     """`audit_quietly` for the event loop: waits for the group commit without a threadpool hop."""
-    if store is None or not entries:
+    if not entries:
+        return
+    if store is None:
+        _audit_failed(service, len(entries), None)
         return
     try:
         await asyncio.wrap_future(store.submit_audit(entries))
     except StoreError as exc:
-        logger.warning("%d decision(s) not written to the audit log: %s", len(entries), exc)
+        _audit_failed(service, len(entries), exc)
+        return
+    service.stores.audit_succeeded()
 
 
 def shadow_after(
@@ -267,12 +296,15 @@ def _scoring_cost(request: ScoreRequest) -> int:
 @router.post(SCORE_PATH, response_model=ScoreResponse, summary="Score one comment against its article")
 async def score(
     request: ScoreRequest,
+    http_request: Request,
     service: ServiceDep,
+    caller: CallerDep,
     loaded: ModelDep,
     store: OptionalStoreDep,
     background: BackgroundTasks,
 ) -> ScoreResponse:
     """Label, scores, action, reasons and spans for one comment."""
+    enforce_rate_limit(http_request, service, caller, request.site)
     error = text_too_long(request, service.settings.max_text_chars)
     if error is not None:
         raise error
@@ -282,9 +314,8 @@ async def score(
         response = _score_one(service, loaded, request)
     else:
         response = await run_in_threadpool(_score_one, service, loaded, request)
-    if store is not None:
-        # Committed before answering: the decision is in the audit log when the CMS acts on it.
-        await audit_from_loop(store, [audit_entry(request, response, "score")])
+    # Committed before answering: the decision is in the audit log when the CMS acts on it.
+    await audit_from_loop(service, store, [audit_entry(request, response, "score")])
     shadow_after(background, service, store, [request], [response], "score")
     return response
 
@@ -292,12 +323,16 @@ async def score(
 @router.post(BATCH_PATH, response_model=BatchResponse, summary="Score many comments in one call")
 def score_batch(
     body: BatchRequest,
+    http_request: Request,
     service: ServiceDep,
+    caller: CallerDep,
     loaded: ModelDep,
     store: OptionalStoreDep,
     background: BackgroundTasks,
 ) -> BatchResponse:
     """One result per item; an invalid item gets an item-level error instead of failing the batch."""
+    # Items may name different sites: a batch counts as one request against the key's default limit.
+    enforce_rate_limit(http_request, service, caller)
     limit = service.settings.max_batch_items
     if len(body.items) > limit:
         raise ApiError(
@@ -332,6 +367,8 @@ def score_batch(
     ]
     for item in scored:
         results[item.index] = item
-    audit_quietly(store, [audit_entry(r, item, "batch") for r, item in zip(requests, scored, strict=True)])
+    audit_quietly(
+        service, store, [audit_entry(r, item, "batch") for r, item in zip(requests, scored, strict=True)]
+    )
     shadow_after(background, service, store, requests, scored, "batch")
     return BatchResponse(results=[result for result in results if result is not None])

@@ -17,26 +17,48 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.api.articles import article_out
-from serving.api.deps import OptionalStoreDep, Service, ServiceDep, store_failed, store_unavailable
+from serving.api.deps import (
+    OptionalStoreDep,
+    Service,
+    ServiceDep,
+    enforce_rate_limit,
+    store_failed,
+    store_unavailable,
+)
 from serving.api.errors import ApiError, parse_body, parse_value
 from serving.api.feedback import feedback_entry, feedback_response
-from serving.api.schemas import ArticlePut, ErrorResponse, ExternalId, FeedbackRequest, ScoreRequest
+from serving.api.schemas import (
+    ArticlePut,
+    ExternalId,
+    FeedbackRequest,
+    ScoreRequest,
+    error_responses,
+    request_body,
+)
 from serving.api.score import audit_entry, resolve_article, score_requests, text_too_long
 from serving.signatures import RAQIB_HEADER, SignatureError, verify_raqib
 from serving.store import Article, Store, StoreConflict, StoreError, StoreWriter, body_digest
 
 WEBHOOK_PATH = "/v1/webhooks/comments"
+# Signed with the webhook secret, not an API key: the CMS's events share one rate-limit bucket.
+WEBHOOK_CALLER = "integration:webhook"
 
 # What to write for an event (inside the transaction that also records the event) → (status, body).
 EventOutcome = Callable[[StoreWriter], tuple[int, Any]]
 
 router = APIRouter(
     tags=["webhooks"],
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing, wrong or stale X-Raqib-Signature."},
-        409: {"model": ErrorResponse, "description": "The event id was already used for another body."},
-        503: {"model": ErrorResponse, "description": "No webhook secret, no model, or no store."},
-    },
+    responses=error_responses(
+        400,
+        413,
+        422,
+        429,
+        described={
+            401: "Missing, wrong or stale X-Raqib-Signature.",
+            409: "The event id was already used for another body (event_id_reused).",
+            503: "No webhook secret, no model, or no store.",
+        },
+    ),
 )
 
 
@@ -152,6 +174,7 @@ SignatureHeader = Annotated[str | None, Header(alias=RAQIB_HEADER, include_in_sc
     WEBHOOK_PATH,
     summary="Signed CMS webhook: comment.created, comment.moderated, article.published",
     responses={204: {"description": "An event type Raqib does not use (nothing recorded)."}},
+    openapi_extra=request_body(WebhookEvent),
 )
 async def comment_webhook(
     request: Request, service: ServiceDep, store: OptionalStoreDep, signature: SignatureHeader = None
@@ -169,6 +192,8 @@ async def comment_webhook(
     except SignatureError as exc:
         raise ApiError(401, exc.code, exc.message) from None
     event = parse_body(WebhookEvent, body)
+    site = event.data.get("site")
+    enforce_rate_limit(request, service, WEBHOOK_CALLER, site if isinstance(site, str) else None)
     if store is None:
         raise store_unavailable(service)  # idempotency needs the store: the sender retries later
 
