@@ -44,32 +44,63 @@ def _percent(value: float | None) -> str:
 def train(
     config: ConfigOption = Path("experiments/starter.toml"),
     register: Annotated[bool, typer.Option(help="Log to MLflow and register a challenger.")] = True,
+    engine: Annotated[
+        str, typer.Option(help="Where the candidate × fold fits run: 'local' processes or 'dask'.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: a running scheduler, e.g. tcp://10.0.0.5:8786 (default: local)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
+        ),
+    ] = None,
 ) -> None:
     """Train candidates, pick the best, evaluate it honestly, register it as `challenger`."""
+    import contextlib
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from training.config import ConfigError, load_config
     from training.contract import ContractError
+    from training.dask_engine import DaskEngineError, check_engine_options, dask_client
     from training.train import run_experiment
 
     console = Console()
     try:
         experiment = load_config(config)
-    except ConfigError as exc:
+        check_engine_options(engine, scheduler, workers)
+    except (ConfigError, ValueError) as exc:
         _fail(str(exc))
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+        contextlib.ExitStack() as cluster,
+    ):
         task = progress.add_task("training", total=1.0)
 
         def report(message: str, fraction: float) -> None:
             progress.update(task, description=message, completed=fraction)
 
         try:
-            result = run_experiment(experiment, Path("."), progress=report)
-        except (ContractError, ValueError) as exc:
+            if engine == "dask":
+                report("starting the Dask cluster" if not scheduler else f"connecting to {scheduler}", 0.0)
+                cluster.enter_context(dask_client(scheduler, workers))
+            result = run_experiment(
+                experiment, Path("."), progress=report, search_backend="dask" if engine == "dask" else None
+            )
+        except (ContractError, ValueError, DaskEngineError) as exc:
             _fail(str(exc))
     for source, note in result.notes.items():
         console.print(f"[dim]{source}: {note}[/]")

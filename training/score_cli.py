@@ -1,10 +1,13 @@
-"""`raqib score`: score a CMS export (CSV, JSONL, Parquet) with a model bundle, in bounded memory."""
+"""`raqib score`: score a CMS export (CSV, JSONL, Parquet) with a model bundle, in bounded memory.
+
+`--engine dask` spreads the same work over a Dask cluster (training/dask_engine.py).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,8 +42,8 @@ def score(
         typer.Option(
             "--output",
             "-o",
-            dir_okay=False,
-            help="Scored file; its suffix picks the format (default: <input stem>.scored.<suffix>).",
+            help="Scored file (with --engine dask: a directory of part files); its suffix picks the format "
+            "(default: <input stem>.scored.<suffix>).",
         ),
     ] = None,
     model: Annotated[str, typer.Option(help="Bundle dir or models:/NAME@ALIAS URI.")] = "models/champion",
@@ -77,6 +80,25 @@ def score(
     prefix: Annotated[
         str, typer.Option(help="Prefix for the added columns (when the export already has e.g. 'label').")
     ] = "",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="'local': one process. 'dask': parts scored in parallel on a Dask cluster, written as "
+            "OUTPUT/part-NNNNN.<suffix>."
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: a running scheduler, e.g. tcp://10.0.0.5:8786 (default: local)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
+        ),
+    ] = None,
 ) -> None:
     """Score a CMS export in chunks: adds label, p_<label>, action, reasons and model_version."""
     from rich.progress import (
@@ -89,6 +111,7 @@ def score(
     )
 
     from serving.model import BundleError
+    from training.dask_engine import DaskEngineError, check_engine_options, check_output_dir, read_bundle
     from training.scoring import (
         MAPPINGS_DIR,
         ColumnError,
@@ -108,6 +131,16 @@ def score(
     console = _console()
     if sort not in (None, "risk"):
         _fail(f"--sort {sort!r}: only 'risk' is supported", EXIT_USAGE)
+    try:
+        check_engine_options(engine, scheduler, workers)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if engine == "dask" and sort:
+        _fail(
+            "--sort risk is not available with --engine dask: it writes part files in input order, and a "
+            "global sort would bring every row back to one machine; use --engine local to sort",
+            EXIT_USAGE,
+        )
     options = {
         "text": text_col,
         "article_title": article_title_col,
@@ -125,11 +158,19 @@ def score(
         columns = resolve_mapping(options, saved)
         if model.startswith("models:/"):
             parse_model_uri(model)
+        if engine == "local" and output.is_dir():
+            raise ColumnError(f"{output}: is a directory; --engine local writes one file")
+        if engine == "dask":
+            check_output_dir(output)  # before a cluster is started only to refuse
     except ColumnError as exc:
         _fail(str(exc), EXIT_USAGE)
+    bundle = None
     try:
         with console.status(f"loading model {model}"):
-            scorer = load_model(model)
+            if engine == "dask":
+                scorer, bundle = read_bundle(model)
+            else:
+                scorer = load_model(model)
     except BundleError as exc:
         _fail(str(exc))
     except Exception as exc:  # mlflow raises its own exception types for unknown names and aliases
@@ -177,13 +218,19 @@ def score(
             )
 
         try:
-            summary = run_score(job, scorer, progress=report)
+            if engine == "dask":
+                summary = _run_on_dask(job, scorer, bundle, scheduler, workers, report)
+            else:
+                summary = run_score(job, scorer, progress=report)
         except ScoreInputError as exc:
             progress.stop()
             _fail(f"{exc}\n(nothing written; --skip-bad-rows skips such rows and lists them)")
         except ColumnError as exc:
             progress.stop()
             _fail(str(exc), EXIT_USAGE)
+        except DaskEngineError as exc:  # no scheduler, no workers, or files the workers cannot see
+            progress.stop()
+            _fail(str(exc))
     if save_mapping:
         try:
             named = {name: columns.column(name) for name in columns.explicit}
@@ -192,12 +239,26 @@ def score(
             _fail(str(exc), EXIT_USAGE)
         console.print(f"saved the column mapping as {saved_path} (reuse it with --mapping {save_mapping})")
     console.print(_summary_table(summary))
+    spread = ""
+    if engine == "dask":
+        spread = f" on {summary.workers} Dask worker(s), {summary.parts} part file(s)"
     console.print(
         f"scored {summary.rows_out:,} of {summary.rows_in:,} rows in {summary.seconds:.1f} s "
-        f"({summary.rows_per_second:,.0f} rows/s) with {scorer.name} version {scorer.version} → {output}"
+        f"({summary.rows_per_second:,.0f} rows/s) with {scorer.name} version {scorer.version}{spread} "
+        f"→ {output}"
     )
     if skip_bad_rows:
         console.print(f"{summary.errors:,} row(s) skipped, listed in {job.errors_path}")
+
+
+def _run_on_dask(
+    job: Any, scorer: Any, bundle: Any, scheduler: str | None, workers: int | None, report: Any
+) -> Any:
+    from training.dask_engine import dask_client, run_dask_score
+
+    report("starting the Dask cluster" if not scheduler else f"connecting to {scheduler}", 0, 0, 0)
+    with dask_client(scheduler, workers) as client:
+        return run_dask_score(job, scorer, bundle, client, progress=report)
 
 
 def _summary_table(summary):  # type: ignore[no-untyped-def]

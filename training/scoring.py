@@ -154,6 +154,15 @@ def resolve_mapping(options: Mapping[str, str | None], saved: Mapping[str, str] 
 # --- reading ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TextSlice:
+    """A stretch of a CSV/JSONL export that starts on a record boundary, to be read on its own."""
+
+    start: int  # byte offset of its first record
+    stop: int  # byte offset where the next slice starts
+    lines_before: int  # lines of the file before `start`, so errors keep the whole file's line numbers
+
+
 @dataclass
 class Chunk:
     """Up to chunk-size readable rows as (line or row number, values), plus rows that failed."""
@@ -185,16 +194,21 @@ class _Lines:
     characters, so the parser keeps going and the caller drops the row that held it.
     """
 
-    def __init__(self, handle: IO[bytes], path: Path, skip_bad: bool):
+    def __init__(
+        self, handle: IO[bytes], path: Path, skip_bad: bool, lines_before: int = 0, limit: int | None = None
+    ):
         self.handle = handle
         self.path = path
         self.skip_bad = skip_bad
-        self.number = 0
+        self.number = lines_before
+        self.limit = limit  # bytes to read from the handle's position; None reads to the end
         self.bytes_read = 0
         self.pending: list[ScoreInputError] = []
 
     def __iter__(self) -> Iterator[str]:
         for raw in self.handle:
+            if self.limit is not None and self.bytes_read >= self.limit:
+                return
             self.number += 1
             self.bytes_read += len(raw)
             try:
@@ -232,22 +246,35 @@ def read_csv_header(path: Path, delimiter: str = ",") -> list[str]:
     return header
 
 
+def _open_lines(handle: IO[bytes], path: Path, skip_bad: bool, part: TextSlice | None) -> _Lines:
+    if part is None:
+        return _Lines(handle, path, skip_bad)
+    handle.seek(part.start)
+    return _Lines(handle, path, skip_bad, lines_before=part.lines_before, limit=part.stop - part.start)
+
+
 def iter_csv(
-    path: Path, delimiter: str, skip_bad: bool, errors: list[ScoreInputError]
+    path: Path,
+    delimiter: str,
+    skip_bad: bool,
+    errors: list[ScoreInputError],
+    part: TextSlice | None = None,
 ) -> Iterator[tuple[int, dict[str, str], int]]:
     """(line the record starts on, values by header column, bytes read) per CSV record.
 
     A row with the wrong number of fields or a line that is not UTF-8 raises, or with `skip_bad`
-    lands in `errors` and the row is skipped. Malformed quoting always raises.
+    lands in `errors` and the row is skipped. Malformed quoting always raises. With `part`, only
+    the records of that slice are read (bytes read then count from the slice's start).
     """
     csv.field_size_limit(CSV_FIELD_LIMIT)
     header = read_csv_header(path, delimiter)
     width = len(header)
     with path.open("rb") as handle:
-        lines = _Lines(handle, path, skip_bad)
+        lines = _open_lines(handle, path, skip_bad, part)
         reader = csv.reader(lines, delimiter=delimiter)
-        next(reader)
-        previous_end = reader.line_num
+        if part is None:
+            next(reader)
+        previous_end = lines.number
         while True:
             try:
                 values = next(reader)
@@ -256,7 +283,7 @@ def iter_csv(
             except csv.Error as exc:
                 raise ScoreInputError(path, lines.number, None, f"malformed CSV: {exc}", "line") from None
             # A quoted field may span lines: report the line the record starts on.
-            start, previous_end = previous_end + 1, reader.line_num
+            start, previous_end = previous_end + 1, lines.number
             bad_lines = lines.take_pending()
             if bad_lines:
                 errors.extend(bad_lines)
@@ -275,11 +302,11 @@ def iter_csv(
 
 
 def iter_jsonl(
-    path: Path, skip_bad: bool, errors: list[ScoreInputError]
+    path: Path, skip_bad: bool, errors: list[ScoreInputError], part: TextSlice | None = None
 ) -> Iterator[tuple[int, dict[str, Any], int]]:
     """(line number, object, bytes read) per non-blank line; a bad line raises or lands in `errors`."""
     with path.open("rb") as handle:
-        lines = _Lines(handle, path, skip_bad)
+        lines = _open_lines(handle, path, skip_bad, part)
         for line in lines:
             bad_lines = lines.take_pending()
             if bad_lines:
@@ -324,13 +351,25 @@ class ExportReader:
     def chunks(self, chunk_size: int, skip_bad: bool) -> Iterator[Chunk]:
         """Chunks of at most chunk_size readable rows, with the rows that failed since the last one."""
         errors: list[ScoreInputError] = []
-        rows: list[tuple[int, dict[str, Any]]] = []
-        for number, row, done in self.rows(skip_bad, errors):
-            rows.append((number, row))
-            if len(rows) >= chunk_size:
-                yield Chunk(rows, errors, done)
-                rows, errors = [], []
-        yield Chunk(rows, errors, self.total)
+        return chunk_rows(self.rows(skip_bad, errors), errors, chunk_size, self.total)
+
+
+def chunk_rows(
+    rows: Iterable[tuple[int, dict[str, Any], int]],
+    errors: list[ScoreInputError],
+    chunk_size: int,
+    total: int,
+) -> Iterator[Chunk]:
+    """Group (number, values, progress) rows into chunks; `errors` is the list the row source fills."""
+    batch: list[tuple[int, dict[str, Any]]] = []
+    for number, row, done in rows:
+        batch.append((number, row))
+        if len(batch) >= chunk_size:
+            # The source keeps appending to this very list, so hand over a copy and empty it.
+            yield Chunk(batch, list(errors), done)
+            batch = []
+            errors.clear()
+    yield Chunk(batch, list(errors), total)
 
 
 class CsvReader(ExportReader):
@@ -392,16 +431,64 @@ class ParquetReader(ExportReader):
 
     def chunks(self, chunk_size: int, skip_bad: bool) -> Iterator[Chunk]:
         """One chunk per record batch of at most chunk_size rows."""
-        done = 0
+        return parquet_chunks(self.file, self.path, chunk_size)
+
+
+def parquet_chunks(
+    file: Any, path: Path, chunk_size: int, row_groups: Sequence[int] | None = None, rows_before: int = 0
+) -> Iterator[Chunk]:
+    """Chunks of a ParquetFile (or of some of its row groups), rows numbered from 1 in file order."""
+    done = rows_before
+    try:
+        for batch in file.iter_batches(batch_size=chunk_size, row_groups=row_groups):
+            rows = [(done + i + 1, row) for i, row in enumerate(batch.to_pylist())]
+            done += batch.num_rows
+            yield Chunk(rows, [], done)
+    except OSError as exc:  # a truncated column chunk surfaces mid-file
+        raise ScoreInputError(path, done + 1, None, f"unreadable Parquet data: {exc}", "row") from None
+
+
+def slice_text_export(
+    path: Path, fmt: str, records_per_slice: int, progress: Callable[[int, int], None] | None = None
+) -> list[tuple[TextSlice, int]]:
+    """Cut a CSV/TSV/JSONL export into slices of `records_per_slice` records (the last may hold fewer).
+
+    Returns (slice, records) pairs. Boundaries fall between records, never inside a quoted field
+    that spans lines, so each slice can be read on its own with `iter_csv`/`iter_jsonl(part=...)`.
+    Counting non-blank records like the readers do keeps slices aligned with their chunks.
+    """
+    size = path.stat().st_size
+    slices: list[tuple[TextSlice, int]] = []
+    report = progress or (lambda *_: None)
+    with path.open("rb") as handle:
+        # Skip mode: an undecodable line is the reading worker's to report, with its line number.
+        lines = _Lines(handle, path, skip_bad=True)
+        if fmt in ("csv", "tsv"):
+            csv.field_size_limit(CSV_FIELD_LIMIT)
+            read_csv_header(path, "\t" if fmt == "tsv" else ",")
+            reader = csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
+            next(reader)
+            records: Iterator[bool] = (bool(values) for values in reader)
+        else:
+            records = (bool(line.strip()) for line in lines)
+        start, lines_before, count = lines.bytes_read, lines.number, 0
         try:
-            for batch in self.file.iter_batches(batch_size=chunk_size):
-                rows = [(done + i + 1, row) for i, row in enumerate(batch.to_pylist())]
-                done += batch.num_rows
-                yield Chunk(rows, [], done)
-        except OSError as exc:  # a truncated column chunk surfaces mid-file
-            raise ScoreInputError(
-                self.path, done + 1, None, f"unreadable Parquet data: {exc}", "row"
-            ) from None
+            for is_record in records:
+                count += is_record
+                if count == records_per_slice:
+                    slices.append((TextSlice(start, lines.bytes_read, lines_before), count))
+                    start, lines_before, count = lines.bytes_read, lines.number, 0
+                    report(start, size)
+        except csv.Error:
+            # Malformed quoting: the rest becomes one slice, whose reader raises it with its line.
+            count = max(count, 1)
+    if count or not slices:
+        slices.append((TextSlice(start, size, lines_before), count))
+    else:  # only blank lines after the last full slice
+        last, last_count = slices[-1]
+        slices[-1] = (TextSlice(last.start, size, last.lines_before), last_count)
+    report(size, size)
+    return slices
 
 
 def open_reader(path: Path, fmt: str, chunk_size: int, output_format: str, skip_bad: bool) -> ExportReader:
@@ -756,24 +843,49 @@ def default_output(path: Path, fmt: str) -> Path:
     return path.with_name(f"{path.stem}.scored{suffix}")
 
 
-def run_score(job: ScoreJob, model: Any, progress: ProgressHook | None = None) -> ScoreSummary:
-    """Stream the export through the model into the output; raise ScoreInputError/ColumnError."""
-    started = time.perf_counter()
-    report = progress or (lambda *_: None)
+@dataclass
+class OutputPlan:
+    """The opened export and what the output will hold: added columns, all columns, Parquet schema."""
+
+    reader: ExportReader
+    out: OutputColumns
+    columns: list[str]
+    schema: Any
+
+
+def plan_output(job: ScoreJob, labels: Sequence[str]) -> OutputPlan:
+    """Open the export and check its columns against the mapping and the columns to be added."""
     if job.output.resolve() == job.input.resolve():
         raise ColumnError(f"{job.output}: refusing to overwrite the input")
-    report("reading columns", 0, 0, 0)
     reader = open_reader(job.input, job.input_format, job.chunk_size, job.output_format, job.skip_bad)
     job.mapping.check(reader.columns, job.input)
-    out = OutputColumns(labels=tuple(model.labels), prefix=job.prefix)
+    out = OutputColumns(labels=tuple(labels), prefix=job.prefix)
     clashes = [c for c in out.names() if c in reader.columns]
     if clashes:
         raise ColumnError(
             f"{job.input}: already has column(s) {', '.join(clashes)}; pass --prefix (e.g. --prefix raqib_) "
             "to name the added columns differently"
         )
-    columns = [*reader.columns, *out.names()]
     schema = parquet_schema(reader, out.typed()) if job.output_format == "parquet" else None
+    return OutputPlan(reader, out, [*reader.columns, *out.names()], schema)
+
+
+def error_records(
+    errors: Sequence[ScoreInputError], chunk: Chunk, mapping: ColumnMapping
+) -> list[dict[str, Any]]:
+    """The `.errors.jsonl` entries of a chunk's skipped rows, with the comment id where it was readable."""
+    comment_id_column = mapping.column("comment_id")
+    ids = {n: r.get(comment_id_column) for n, r in chunk.rows}
+    return [error.as_record() | {"comment_id": ids.get(error.number)} for error in errors]
+
+
+def run_score(job: ScoreJob, model: Any, progress: ProgressHook | None = None) -> ScoreSummary:
+    """Stream the export through the model into the output; raise ScoreInputError/ColumnError."""
+    started = time.perf_counter()
+    report = progress or (lambda *_: None)
+    report("reading columns", 0, 0, 0)
+    plan = plan_output(job, model.labels)
+    reader, out, columns, schema = plan.reader, plan.out, plan.columns, plan.schema
     summary = ScoreSummary(labels=out.labels)
     job.output.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename at the end, so a failed run leaves no half-written output;
@@ -802,10 +914,7 @@ def run_score(job: ScoreJob, model: Any, progress: ProgressHook | None = None) -
             )
             summary.errors += len(errors)
             if errors_handle is not None:
-                comment_id_column = job.mapping.column("comment_id")
-                ids = {n: r.get(comment_id_column) for n, r in chunk.rows}
-                for error in errors:
-                    record = error.as_record() | {"comment_id": ids.get(error.number)}
+                for record in error_records(errors, chunk, job.mapping):
                     errors_handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             for row in rows:
                 summary.counts[(row[out.action], row[out.label])] += 1
@@ -866,12 +975,12 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     raise ColumnError(f"model URI {uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
 
 
-def load_model(spec: str, root: Path = Path(".")) -> Any:
-    """A ModerationModel from a bundle directory or a registry URI (resolved through a temp bundle)."""
-    from serving.model import ModerationModel
-
+@contextlib.contextmanager
+def resolved_bundle(spec: str, root: Path = Path(".")) -> Iterator[Path]:
+    """The bundle directory of `spec`: as given, or a registry version exported to a temp directory."""
     if not spec.startswith("models:/"):
-        return ModerationModel.from_bundle(spec)
+        yield Path(spec)
+        return
     name, alias, version = parse_model_uri(spec)
     # export_bundle points mlflow at serving.bundle.default_tracking_uri() and writes the run's
     # bundle metadata (labels, thresholds, version) beside the pickle, as `raqib export` does.
@@ -880,4 +989,12 @@ def load_model(spec: str, root: Path = Path(".")) -> Any:
     with tempfile.TemporaryDirectory(prefix="raqib-model-") as tmp:
         bundle = Path(tmp) / "bundle"
         export_bundle(name, bundle, alias=alias, version=version, root=root)
+        yield bundle
+
+
+def load_model(spec: str, root: Path = Path(".")) -> Any:
+    """A ModerationModel from a bundle directory or a registry URI (resolved through a temp bundle)."""
+    from serving.model import ModerationModel
+
+    with resolved_bundle(spec, root) as bundle:
         return ModerationModel.from_bundle(bundle)

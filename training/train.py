@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import warnings
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import roc_auc_score
@@ -97,11 +98,14 @@ def run_experiment(
     root: Path = Path("."),
     progress: Progress = _quiet,
     extra_train: Sequence[LabeledRecord] = (),
+    search_backend: str | None = None,
 ) -> TrainResult:
     """Train and evaluate per the config; nothing is logged or registered here.
 
     `extra_train` (e.g. older moderator feedback) joins the training side only: it has its own,
-    time-based evaluation slice, so it never enters the frozen set.
+    time-based evaluation slice, so it never enters the frozen set. `search_backend` names a joblib
+    backend for the candidate × fold fits, e.g. "dask" inside a distributed Client; None keeps
+    them in local processes (`n_jobs` of the config).
     """
     started = time.perf_counter()
     progress("gathering data", 0.02)
@@ -143,19 +147,26 @@ def run_experiment(
     settings = candidate_grid(config.candidates)
     progress(f"cross-validating {len(settings)} candidate settings × {len(folds)} folds", 0.2)
     jobs = [(s, fold) for s in range(len(settings)) for fold in range(len(folds))]
-    fitted = Parallel(n_jobs=config.n_jobs, prefer="processes")(
-        delayed(_fit_fold)(
-            settings[s][0],
-            settings[s][1],
-            config.seed,
-            x_fit,
-            y_fit,
-            w_fit,
-            fit_fold != fold,
-            x_train[folds[fold][1]],
+    search: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    n_jobs = config.n_jobs
+    if search_backend is not None:
+        search = parallel_config(backend=search_backend)
+        # config.n_jobs counts this machine's cores; on a cluster every worker thread takes fits.
+        n_jobs = -1
+    with search:
+        fitted = Parallel(n_jobs=n_jobs, prefer="processes")(
+            delayed(_fit_fold)(
+                settings[s][0],
+                settings[s][1],
+                config.seed,
+                x_fit,
+                y_fit,
+                w_fit,
+                fit_fold != fold,
+                x_train[folds[fold][1]],
+            )
+            for s, fold in jobs
         )
-        for s, fold in jobs
-    )
     candidates: list[dict[str, Any]] = []
     oof_by_setting: dict[int, np.ndarray] = {}
     for s, (kind, params) in enumerate(settings):
