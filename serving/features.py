@@ -296,7 +296,7 @@ def tfidf_rows(vectorizer: TfidfVectorizer, analyzer: Any, texts: Sequence[str])
 
 
 def _content_analyzer(text: str) -> list[str]:
-    return content_tokens(text)
+    return list(_comment_tokens(text))
 
 
 def _row_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -309,9 +309,10 @@ def _row_normalize(matrix: np.ndarray) -> np.ndarray:
 SIMILARITY_EDGES = (0.05, 0.1, 0.2, 0.35)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)
 def _comment_tokens(text: str) -> tuple[str, ...]:
-    # The relation block reads a comment's content words twice (TF-IDF, shared words).
+    # The relation block reads a comment's content words twice (TF-IDF, shared words); sized
+    # to hold a scoring batch, so the second read is a hit.
     return tuple(content_tokens(text))
 
 
