@@ -106,12 +106,15 @@ def choose_thresholds(
         # Walk down from the most confident: the lowest cut that keeps precision at target.
         ok = np.flatnonzero((precision >= target_precision) & (counts >= min_support))
         if ok.size:
-            # Precision must hold for every cut above too: take the longest valid prefix.
-            bad = np.flatnonzero(precision < target_precision)
-            limit = bad[0] if bad.size else len(scores)
+            # From the first cut that reaches the target with enough support, precision must hold
+            # at every lower cut down to the chosen one (the longest valid run). Cuts above it are
+            # not held to it: one mislabelled record at the very top would otherwise read as
+            # "precision 0 at 1 rejection" and forbid auto-rejection for the whole label.
+            start = ok[0]
+            bad = np.flatnonzero(precision[start:] < target_precision)
+            limit = start + bad[0] if bad.size else len(scores)
             valid = ok[ok < limit]
-            if valid.size:
-                reject = max(float(sorted_scores[valid[-1]]), 0.5)
+            reject = max(float(sorted_scores[valid[-1]]), 0.5)
         reject_at[label] = round(reject, 4)
         total = positives.sum()
         review = 0.5

@@ -49,6 +49,31 @@ def test_thresholds_reach_target_precision_on_separable_scores() -> None:
     assert chosen["review_at"]["spam"] <= reject
 
 
+def test_one_mislabelled_record_at_the_top_does_not_forbid_auto_reject() -> None:
+    y = np.array(["on_topic"] + ["spam"] * 300 + ["on_topic"] * 300)
+    spam_scores = np.concatenate([[0.999], np.linspace(0.99, 0.7, 300), np.linspace(0.6, 0.0, 300)])
+    proba = np.column_stack([1 - spam_scores, spam_scores])
+    chosen = choose_thresholds(
+        y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9, min_support=10
+    )
+    reject = chosen["reject_at"]["spam"]
+    assert reject < 1.0
+    assert (y[spam_scores >= reject] == "spam").mean() >= 0.99
+
+
+def test_precision_dropping_below_target_further_down_stops_the_cut() -> None:
+    # 100 clean spam on top, then a band where a third are false positives: the cut stays above it.
+    y = np.array(["spam"] * 100 + ["spam", "spam", "on_topic"] * 30 + ["on_topic"] * 100)
+    spam_scores = np.concatenate([np.linspace(1.0, 0.9, 100), np.linspace(0.89, 0.6, 90), np.full(100, 0.1)])
+    proba = np.column_stack([1 - spam_scores, spam_scores])
+    chosen = choose_thresholds(
+        y, proba, ["on_topic", "spam"], target_precision=0.99, target_recall=0.9, min_support=10
+    )
+    reject = chosen["reject_at"]["spam"]
+    assert 0.85 < reject < 0.9
+    assert (y[spam_scores >= reject] == "spam").mean() >= 0.99
+
+
 def test_unreachable_precision_means_never_auto_reject() -> None:
     y = np.array(["spam", "on_topic"] * 50)
     proba = np.full((100, 2), 0.5)
