@@ -33,6 +33,7 @@ MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 
 APPROVE, REVIEW, REJECT = "approve", "review", "reject"
+NEVER_REJECT = 1.0  # a reject_at at or above this never auto-rejects (thresholds.json, site settings)
 ACTIONS = (APPROVE, REVIEW, REJECT)
 
 
@@ -69,7 +70,10 @@ def decide(
         reverse=True,
     )
     for label, p in risky:
-        if p >= thresholds.reject_at.get(label, math.inf):
+        # reject_at >= 1.0 means "never auto-reject": a saturated probability (1.0 after
+        # rounding) must not slip through the sentinel.
+        reject_at = thresholds.reject_at.get(label, math.inf)
+        if reject_at < NEVER_REJECT and p >= reject_at:
             return REJECT, label
     for label, p in risky:
         if p >= thresholds.review_at.get(label, math.inf):

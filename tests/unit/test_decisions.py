@@ -28,6 +28,11 @@ def test_decide(scores, action, label) -> None:
     assert decide(scores, POLICY) == (action, label)
 
 
+def test_never_reject_holds_for_a_saturated_probability() -> None:
+    never = Thresholds(reject_at={"off_topic": 1.0}, review_at={"off_topic": 0.15})
+    assert decide({"on_topic": 0.0, "off_topic": 1.0}, never) == (REVIEW, "off_topic")
+
+
 def test_site_overrides_replace_only_named_labels() -> None:
     strict = POLICY.with_overrides(reject_at={"spam": 0.5})
     assert strict.reject_at == {"spam": 0.5, "off_topic": 0.95}
