@@ -106,15 +106,11 @@ def choose_thresholds(
         # Walk down from the most confident: the lowest cut that keeps precision at target.
         ok = np.flatnonzero((precision >= target_precision) & (counts >= min_support))
         if ok.size:
-            # From the first cut that reaches the target with enough support, precision must hold
-            # at every lower cut down to the chosen one (the longest valid run). Cuts above it are
-            # not held to it: one mislabelled record at the very top would otherwise read as
-            # "precision 0 at 1 rejection" and forbid auto-rejection for the whole label.
-            start = ok[0]
-            bad = np.flatnonzero(precision[start:] < target_precision)
-            limit = start + bad[0] if bad.size else len(scores)
-            valid = ok[ok < limit]
-            reject = max(float(sorted_scores[valid[-1]]), 0.5)
+            # The deepest cut whose rejected set (everything scored at or above it) still has the
+            # target precision with enough support. Requiring every shallower cut to hold too was
+            # too brittle: one mislabelled record among the top few reads as "precision 0.9 at 10
+            # rejections" and, with saturated scores, forbade auto-rejection for the whole label.
+            reject = max(float(sorted_scores[ok[-1]]), 0.5)
         reject_at[label] = round(reject, 4)
         total = positives.sum()
         review = 0.5
