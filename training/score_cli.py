@@ -90,7 +90,7 @@ def score(
     scheduler: Annotated[
         str | None,
         typer.Option(
-            help="With --engine dask: a running scheduler, e.g. tcp://10.0.0.5:8786 (default: local)."
+            help="With --engine dask: a running scheduler, e.g. tcp://scheduler-host:8786 (default: local)."
         ),
     ] = None,
     workers: Annotated[
