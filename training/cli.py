@@ -386,11 +386,11 @@ def anchors(
     ),
     output: Annotated[Path | None, typer.Option("-o", help="Also write the figures as JSON.")] = None,
 ) -> None:
-    """Our Pipeline under published protocols: YouTube 10-fold & leave-one-video-out, SemEval, AOC."""
+    """Our Pipeline under published protocols: YouTube, SMS (de-duplicated), SemEval, AOC."""
     from rich.console import Console
     from rich.table import Table
 
-    from training.anchors import aoc_constructed_anchor, semeval_anchors, youtube_anchors
+    from training.anchors import aoc_constructed_anchor, semeval_anchors, sms_anchor, youtube_anchors
     from training.contract import ContractError, read_records
     from training.data import load_starter
 
@@ -403,6 +403,8 @@ def anchors(
     aoc_context = [r for r in records if r.source in ("aoc", "aoc_repaired")]
     with console.status("YouTube: 10-fold and leave-one-video-out"):
         youtube = youtube_anchors(records)
+    with console.status("SMS Spam Collection: 5-fold on de-duplicated messages"):
+        sms = sms_anchor(records)
     with console.status("SemEval-2015 Arabic: question-grouped folds"):
         semeval = semeval_anchors(records, starter + aoc_context)
     with console.status("AOC constructed pairs: bucket-grouped folds"):
@@ -419,6 +421,13 @@ def anchors(
         )
         table.add_row("YouTube Spam", "pooled 10-fold spam F1", f"{youtube['pooled_10fold_spam_f1']:.3f}", "")
         table.add_row("YouTube Spam", "leave-one-video-out macro-F1", f"{youtube['lovo_macro_f1']:.3f}", "")
+    if "skipped" not in sms:
+        table.add_row(
+            f"SMS Spam ({sms['n']} distinct)",
+            "stratified 5-fold accuracy / spam F1",
+            f"{_percent(sms['accuracy'])} / {sms['spam_f1']:.3f}",
+            f"{_percent(sms['majority_baseline_accuracy'])} (always ham)",
+        )
     if "skipped" not in semeval:
         table.add_row(
             "SemEval-2015 ar (shared half)",
@@ -443,7 +452,8 @@ def anchors(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(
-            json.dumps({"youtube": youtube, "semeval2015": semeval, "aoc": aoc}, indent=2), encoding="utf-8"
+            json.dumps({"youtube": youtube, "sms": sms, "semeval2015": semeval, "aoc": aoc}, indent=2),
+            encoding="utf-8",
         )
 
 
