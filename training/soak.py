@@ -189,7 +189,8 @@ def soak_section(
         workdir = Path(tmp)
         body_file = write_bodies(bodies, workdir / "bodies.jsonl")
         port = free_port()
-        env = server_env(bundle, workdir / "state", RAQIB_ADMIN_KEY=SOAK_ADMIN_KEY)
+        # INFO: readiness of each worker and every reload are read from the server's log lines.
+        env = server_env(bundle, workdir / "state", RAQIB_ADMIN_KEY=SOAK_ADMIN_KEY, RAQIB_LOG_LEVEL="INFO")
         serve = [
             sys.executable,
             "-m",
@@ -242,13 +243,14 @@ def soak_section(
         "",
         f"Protocol: `raqib serve --workers {workers}` on loopback with the champion (`{bundle}`), API key "
         "and admin key set through the environment, the per-key rate limit off (`RAQIB_RATE_LIMIT__ENABLED="
-        "false`: a single key at this rate would otherwise be throttled by design), SQLite audit log in a "
-        f"fresh state dir. Load: training.loadgen, open loop at a fixed {rate:g} requests/s for "
-        f"{seconds:g} s per phase on /v1/score ({len(bodies)} starter comments with their article's title "
-        "and text, in turn), latency from the scheduled send time. Phase 2 repeats the load while every "
-        f"{every:g} s each worker process gets SIGHUP (both workers reload the bundle: sha256 check, "
-        "unpickle, warm-up, atomic swap), and `POST /v1/admin/reload` is called once mid-phase. A failed "
-        "request is a non-2xx answer, a connection error or a 10 s timeout.",
+        "false`: a single key at this rate would otherwise be throttled by design), log level INFO (the "
+        "server log is checked), SQLite audit log in a fresh state dir. Load: training.loadgen, open "
+        f"loop at a fixed {rate:g} requests/s for {seconds:g} s per phase on /v1/score ({len(bodies)} "
+        "starter comments with their article's title and text, in turn), latency from the scheduled "
+        f"send time. Phase 2 repeats the load while every {every:g} s each worker process gets SIGHUP "
+        "(both workers reload the bundle: sha256 check, unpickle, warm-up, atomic swap), and "
+        "`POST /v1/admin/reload` is called once mid-phase. A failed request is a non-2xx answer, a "
+        "connection error or a 10 s timeout.",
         "",
         "| phase | sent | 2xx | failed | p50 | p99 | max |",
         "|---|---|---|---|---|---|---|",
