@@ -292,5 +292,6 @@ def run(
         workers=workers,
         # Our own access line (route template, status, duration, request id) replaces uvicorn's.
         access_log=False,
+        http="serving.http:NoDelayHTTPProtocol",
         log_config=_log_config(settings.log_level, settings.log_format),
     )
