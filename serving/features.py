@@ -865,15 +865,19 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
         """Width of the block: one column per kept bucket."""
         return len(self.idf_)
 
-    def explain_names(self, text: str) -> dict[int, str]:
-        """Column → the n-gram of this (normalised) text that landed in it, longest first."""
+    def explain_names(self, text: str, columns: Sequence[int] | None = None) -> dict[int, str]:
+        """Column → the longest n-gram of this (normalised) text that landed in it (only `columns`)."""
         last = self.__dict__.get("_last")
         found = last[1] if last is not None and last[0] == text else self.grams([text])
-        columns = self.columns_[found.bucket]
+        gram_columns = self.columns_[found.bucket]
+        wanted = gram_columns >= 0
+        if columns is not None:
+            wanted &= np.isin(gram_columns, np.asarray(columns, dtype=gram_columns.dtype))
+        picked = np.flatnonzero(wanted)
+        picked = picked[np.argsort(found.begin[picked] - found.end[picked], kind="stable")]
         names: dict[int, str] = {}
-        for i in np.argsort(found.begin - found.end, kind="stable").tolist():
-            if columns[i] >= 0:
-                names.setdefault(int(columns[i]), found.joined[found.begin[i] : found.end[i]])
+        for i in picked.tolist():
+            names.setdefault(int(gram_columns[i]), found.joined[found.begin[i] : found.end[i]])
         return names
 
     def __getstate__(self) -> dict[str, Any]:

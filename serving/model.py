@@ -304,7 +304,7 @@ class ModerationModel:
             if not len(inside):
                 continue
             if hasattr(transformer, "explain_names"):
-                by_column = transformer.explain_names(text)
+                by_column = transformer.explain_names(text, (columns[inside] - offset).tolist())
                 for i in inside.tolist():
                     names[i] = by_column.get(int(columns[i]) - offset)
             else:
