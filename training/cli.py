@@ -11,6 +11,7 @@ import typer
 from training.datasets.cli import app as datasets_app
 from training.feedback_cli import app as feedback_app
 from training.import_cli import import_command
+from training.score_cli import DaskWorkersOption, SchedulerOption
 from training.score_cli import score as score_command
 
 app = typer.Typer(
@@ -47,18 +48,8 @@ def train(
     engine: Annotated[
         str, typer.Option(help="Where the candidate × fold fits run: 'local' processes or 'dask'.")
     ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="With --engine dask: a running scheduler, e.g. tcp://scheduler-host:8786 (default: local)."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = None,
 ) -> None:
     """Train candidates, pick the best, evaluate it honestly, register it as `challenger`."""
     import contextlib

@@ -11,6 +11,20 @@ from typing import Annotated, Any
 
 import typer
 
+# Shared by `raqib score` and `raqib train`: the same two options choose the Dask cluster.
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --engine dask: a running scheduler, e.g. tcp://scheduler-host:8786 (default: local)."
+    ),
+]
+DaskWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
+    ),
+]
+
 # Exit codes: 1 = the input cannot be read (the message names the line), 2 = a usage problem
 # (missing mapped column, unknown format, bad mapping file).
 EXIT_BAD_INPUT = 1
@@ -87,18 +101,8 @@ def score(
             "OUTPUT/part-NNNNN.<suffix>."
         ),
     ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="With --engine dask: a running scheduler, e.g. tcp://scheduler-host:8786 (default: local)."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = None,
 ) -> None:
     """Score a CMS export in chunks: adds label, p_<label>, action, reasons and model_version."""
     from rich.progress import (
