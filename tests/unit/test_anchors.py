@@ -1,8 +1,10 @@
 """The published-anchor protocols: ranking metric and grouped folds on tiny inline data."""
 
+import zlib
+
 import pytest
 
-from training.anchors import _mean_average_precision, semeval_anchors, youtube_anchors
+from training.anchors import _mean_average_precision, semeval_anchors, sms_anchor, youtube_anchors
 from training.contract import LabeledRecord
 
 pytestmark = pytest.mark.unit
@@ -55,3 +57,28 @@ def test_semeval_protocol_groups_by_question_and_scores_relevance() -> None:
 
 def test_youtube_protocol_skips_cleanly_without_data() -> None:
     assert "skipped" in youtube_anchors([])
+
+
+def _sms(text: str, label: str) -> LabeledRecord:
+    return LabeledRecord(
+        text=text, label=label, comment_id=f"sms-{zlib.crc32(text.encode())}", source="sms_spam"
+    )
+
+
+def test_sms_protocol_deduplicates_case_and_spacing_variants_before_folding() -> None:
+    spam = [f"WIN a free prize {i} call 0800{i:04d} now" for i in range(12)]
+    ham = [f"see you at the match tonight number {i}" for i in range(30)]
+    variants = [s.upper() for s in spam[:6]] + [" ".join(h.split()) + "  " for h in ham[:5]]
+    records = [_sms(t, "spam") for t in spam + variants[:6]] + [
+        _sms(t, "on_topic") for t in ham + variants[6:]
+    ]
+    records.append(LabeledRecord(text="unrelated", label="spam", comment_id="yt-1", source="youtube_spam"))
+    result = sms_anchor(records, folds=3)
+    assert result["n_before_dedup"] == 53
+    assert result["n"] == 42 and result["spam"] == 12
+    assert result["majority_baseline_accuracy"] == pytest.approx(30 / 42)
+    assert result["accuracy"] > result["majority_baseline_accuracy"]
+
+
+def test_sms_protocol_skips_without_sms_records() -> None:
+    assert "skipped" in sms_anchor([_qa(0, "ما حكم الصلاة", "on_topic")])
