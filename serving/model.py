@@ -8,13 +8,12 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serving.features import PreparedComments
+from serving.features import PreparedComments, article_script
 from serving.normalize import (
     EMAIL_TOKEN,
     MASK_TOKENS,
@@ -396,12 +395,6 @@ def _linear_scorer(classifier: Any, n_classes: int) -> _LinearScorer | None:
     return scorer
 
 
-@lru_cache(maxsize=1024)
-def _article_script(text: str) -> str:
-    # Articles repeat across requests; their script is read once.
-    return dominant_script(text)
-
-
 _MASK_NAMES = {URL_TOKEN: "a link", PHONE_TOKEN: "a phone number", EMAIL_TOKEN: "an e-mail address"}
 
 
@@ -427,14 +420,14 @@ def _signal_reasons(prepared: PreparedComments, row: int) -> list[Reason]:
     parts = [part for part in (prepared.title[row], prepared.body[row]) if part]
     if parts:
         comment_script = dominant_script(text)
-        scripts = {_article_script(part) for part in parts}
+        scripts = {article_script(part) for part in parts}
         names = {"latin": "English/Latin-script", "arabic": "Arabic"}
-        article_script = next(iter(scripts)) if len(scripts) == 1 else "mixed"
-        if comment_script in names and article_script in names and comment_script != article_script:
+        article = next(iter(scripts)) if len(scripts) == 1 else "mixed"
+        if comment_script in names and article in names and comment_script != article:
             reasons.append(
                 Reason(
                     kind="context",
-                    detail=f"comment is {names[comment_script]}, article is {names[article_script]}",
+                    detail=f"comment is {names[comment_script]}, article is {names[article]}",
                     weight=0.5,
                 )
             )

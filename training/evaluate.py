@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from serving.model import REJECT, Thresholds, decide
+from serving.model import NEVER_REJECT, REJECT, Thresholds, decide
 from serving.schema import ACCEPTABLE_LABEL, OFF_TOPIC, ON_TOPIC
 from training.contract import LabeledRecord
 
@@ -86,7 +86,7 @@ def choose_thresholds(
     """reject_at per label for the target precision; review_at for the target recall.
 
     Chosen on out-of-fold predictions. A label that cannot reach the target precision with at
-    least `min_support` rejections is never auto-rejected (reject_at 1.0 is above any score)
+    least `min_support` rejections is never auto-rejected (reject_at NEVER_REJECT, 1.0)
     so an unproven model sends comments to review rather than to the bin.
     """
     y = np.asarray(y_true)
@@ -102,7 +102,7 @@ def choose_thresholds(
         hits = np.cumsum(positives[order])
         counts = np.arange(1, len(scores) + 1)
         precision = hits / counts
-        reject = 1.0
+        reject = NEVER_REJECT
         # Walk down from the most confident: the lowest cut that keeps precision at target.
         ok = np.flatnonzero((precision >= target_precision) & (counts >= min_support))
         if ok.size:
