@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -267,47 +267,53 @@ def tfidf_rows(vectorizer: TfidfVectorizer, analyzer: Any, texts: Sequence[str])
     """
     if len(texts) > 64:
         return vectorizer.transform(texts)
+    vocabulary = vectorizer.vocabulary_
+    idf = vectorizer.idf_
+    sublinear = vectorizer.sublinear_tf
     indptr = [0]
     indices: list[int] = []
     data: list[float] = []
     for text in texts:
-        cols, weights = tfidf_weights(
-            vectorizer.vocabulary_, vectorizer.idf_, analyzer(text), vectorizer.sublinear_tf
-        )
-        indices.extend(cols.tolist())
-        data.extend(weights.tolist())
+        counts: dict[int, int] = {}
+        for gram in analyzer(text):
+            j = vocabulary.get(gram)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if counts:
+            cols = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
+            tf = np.fromiter((counts[c] for c in cols.tolist()), dtype=np.float64, count=len(cols))
+            if sublinear:
+                tf = 1.0 + np.log(tf)
+            weights = tf * idf[cols]
+            weights /= np.sqrt(np.dot(weights, weights))
+            indices.extend(cols.tolist())
+            data.extend(weights.tolist())
         indptr.append(len(indices))
     return sp.csr_matrix(
         (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int32), indptr),
-        shape=(len(texts), len(vectorizer.idf_)),
+        shape=(len(texts), len(idf)),
     )
 
 
-def tfidf_weights(
-    vocabulary: dict[str, int], idf: np.ndarray, grams: Iterable[str], sublinear: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """One text's TF-IDF row as (sorted columns, L2-normalised weights): TfidfVectorizer's numbers."""
-    counts: dict[int, int] = {}
-    for gram in grams:
-        j = vocabulary.get(gram)
-        if j is not None:
-            counts[j] = counts.get(j, 0) + 1
-    cols = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
-    tf = np.fromiter((counts[c] for c in cols.tolist()), dtype=np.float64, count=len(cols))
-    if sublinear:
-        tf = 1.0 + np.log(tf)
-    weights = tf * idf[cols]
-    if len(weights):
-        weights /= np.sqrt(np.dot(weights, weights))
-    return cols, weights
-
-
 def _content_analyzer(text: str) -> list[str]:
-    return content_tokens(text)
+    return list(_comment_tokens(text))
+
+
+def _row_normalize(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
 
 
 # Similarity bins: a linear classifier gets "how related" as indicators, not one slope.
 SIMILARITY_EDGES = (0.05, 0.1, 0.2, 0.35)
+
+
+@lru_cache(maxsize=1024)
+def _comment_tokens(text: str) -> tuple[str, ...]:
+    # The relation block reads a comment's content words twice (TF-IDF, shared words); sized
+    # to hold a scoring batch, so the second read is a hit.
+    return tuple(content_tokens(text))
 
 
 @lru_cache(maxsize=2048)
@@ -372,6 +378,11 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
                 names.append(f"ctx:{kind}_sim_{lower}-{upper}")
         return names
 
+    def _embed(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        tfidf = tfidf_rows(self.tfidf_, _content_analyzer, texts)
+        lsa = _row_normalize(np.asarray(tfidf @ self._projection()))
+        return tfidf, lsa
+
     def _projection(self) -> np.ndarray:
         # C-ordered (vocabulary × components): sparse @ components_.T would copy the whole
         # transposed matrix on every call, which dominated single-comment latency.
@@ -381,9 +392,23 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
             self.__dict__["_projection_c"] = projection
         return projection
 
+    def _article_vectors(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Embeddings of article texts, cached: many comments share one article."""
+        cache: dict[str, tuple[sp.csr_matrix, np.ndarray]] = self.__dict__.setdefault("_cache", {})
+        missing = sorted({t for t in texts if t not in cache})
+        if missing:
+            tfidf, lsa = self._embed(missing)
+            if len(cache) + len(missing) > 4096:
+                cache.clear()
+            for i, text in enumerate(missing):
+                cache[text] = (tfidf[i], lsa[i])
+        rows = [cache[t] for t in texts]
+        return sp.vstack([r[0] for r in rows], format="csr"), np.vstack([r[1] for r in rows])
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_vectors", None)  # per-process memos, not part of the model
+        state.pop("_cache", None)  # per-process memos, not part of the model
+        state.pop("_vectors", None)
         state.pop("_projection_c", None)
         return state
 
@@ -400,11 +425,20 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         """Number of relation features."""
         return len(self.feature_names_)
 
-    def _vector(self, tokens: Sequence[str]) -> tuple[dict[int, float], np.ndarray]:
-        """TF-IDF weights (column → value) and unit LSA vector of one text's content tokens."""
-        cols, weights = tfidf_weights(self.tfidf_.vocabulary_, self.tfidf_.idf_, tokens)
-        if not len(cols):
+    def _vector(self, text: str) -> tuple[dict[int, float], np.ndarray]:
+        """One text's TF-IDF weights (column → value) and unit LSA vector, without scipy."""
+        vocabulary = self.tfidf_.vocabulary_
+        counts: dict[int, int] = {}
+        for token in _comment_tokens(text):
+            j = vocabulary.get(token)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
             return {}, np.zeros(self._projection().shape[1], dtype=np.float32)
+        cols = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = (1.0 + np.log(tf)) * self.tfidf_.idf_[cols]
+        weights /= np.sqrt(np.dot(weights, weights))
         lsa = weights.astype(np.float32) @ self._projection()[cols]
         norm = float(np.sqrt(np.dot(lsa, lsa)))
         return dict(zip(cols.tolist(), weights.tolist(), strict=True)), lsa / norm if norm else lsa
@@ -415,18 +449,29 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         if vector is None:
             if len(cache) > 4096:
                 cache.clear()
-            vector = cache[text] = self._vector(content_tokens(text))
+            vector = cache[text] = self._vector(text)
         return vector
 
-    def _similarities(
-        self, X: PreparedComments, articles: Sequence[str], tokens: Sequence[Sequence[str]]
-    ) -> np.ndarray:
+    def _similarities(self, X: PreparedComments, articles: Sequence[str]) -> np.ndarray:
         """Columns lsa_title, lsa_body, lsa_article, tfidf_article for every row."""
-        # Row by row with dicts and dot products: one comment at a time (serving) this beats
-        # building sparse matrices, and a batch costs the same per row.
-        out = np.zeros((len(X), 4), dtype=np.float64)
-        for i in range(len(X)):
-            comment, c_lsa = self._vector(tokens[i])
+        n = len(X)
+        if n > 64:
+            c_tfidf, c_lsa = self._embed(X.text)
+            _, t_lsa = self._article_vectors(X.title)
+            _, b_lsa = self._article_vectors(X.body)
+            a_tfidf, a_lsa = self._article_vectors(articles)
+            return np.column_stack(
+                [
+                    np.einsum("ij,ij->i", c_lsa, t_lsa),
+                    np.einsum("ij,ij->i", c_lsa, b_lsa),
+                    np.einsum("ij,ij->i", c_lsa, a_lsa),
+                    np.asarray(c_tfidf.multiply(a_tfidf).sum(axis=1)).ravel(),
+                ]
+            )
+        # Scoring one comment at a time: plain dicts and dot products beat building sparse matrices.
+        out = np.zeros((n, 4), dtype=np.float64)
+        for i in range(n):
+            comment, c_lsa = self._vector(X.text[i])
             if X.title[i]:
                 out[i, 0] = float(np.dot(c_lsa, self._cached_vector(X.title[i])[1]))
             if X.body[i]:
@@ -445,13 +490,9 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         has_body = np.array([bool(b) for b in X.body], dtype=bool)
         if not (has_title.any() or has_body.any()):
             return out
-        has_any = has_title | has_body
         articles = [f"{t} {b}".strip() for t, b in zip(X.title, X.body, strict=True)]
-        # Content words once per comment: the TF-IDF/LSA similarities and the shared-word count use them.
-        tokens = [
-            content_tokens(text) if related else [] for text, related in zip(X.text, has_any, strict=True)
-        ]
-        similarities = self._similarities(X, articles, tokens)
+        similarities = self._similarities(X, articles)
+        has_any = has_title | has_body
         out[:, 0] = has_title
         out[:, 1] = has_body
         out[:, 2] = np.clip(np.where(has_title, similarities[:, 0], 0.0), 0, 1)
@@ -459,7 +500,7 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         out[:, 4] = np.clip(np.where(has_any, similarities[:, 2], 0.0), 0, 1)
         out[:, 5] = np.clip(similarities[:, 3], 0, 1)
         for i in np.flatnonzero(has_any):
-            comment_words = set(tokens[i])
+            comment_words = set(_comment_tokens(X.text[i]))
             article_words = _article_words(articles[i])
             shared = len(comment_words & article_words)
             out[i, 6] = min(shared, 5) / 5.0
