@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -111,21 +111,13 @@ def train(
     console.print(table)
     frozen = result.metrics.get("frozen")
     if frozen:
-        per_class = Table(title=f"Frozen evaluation set (n={frozen['n']}, never trained on)")
-        for column in ("label", "precision", "recall", "F1", "PR-AUC", "support", "reject_at", "review_at"):
-            per_class.add_column(column)
-        for label, m in frozen["per_class"].items():
-            per_class.add_row(
-                label,
-                f"{m['precision']:.3f}",
-                f"{m['recall']:.3f}",
-                f"{m['f1']:.3f}",
-                f"{m['pr_auc']:.3f}",
-                str(m["support"]),
-                str(result.thresholds["reject_at"].get(label, "—")),
-                str(result.thresholds["review_at"].get(label, "—")),
+        console.print(
+            _per_class_table(
+                f"Frozen evaluation set (n={frozen['n']}, never trained on)",
+                frozen["per_class"],
+                result.thresholds,
             )
-        console.print(per_class)
+        )
         console.print(
             f"macro-F1 [bold]{frozen['macro_f1']:.3f}[/], accuracy "
             f"{frozen['accuracy']:.3f}, calibration error {frozen['ece']:.3f}"
@@ -243,19 +235,7 @@ def evaluate(
     proba = np.zeros((len(records), len(labels)))
     proba[:, : len(model_labels)] = pipeline.predict_proba(to_frame(records))
     metrics = classification_metrics([r.label for r in records], proba, labels)
-    table = Table(title=f"{data} (n={metrics['n']})")
-    for column in ("label", "precision", "recall", "F1", "PR-AUC", "support"):
-        table.add_column(column)
-    for label, m in metrics["per_class"].items():
-        table.add_row(
-            label,
-            f"{m['precision']:.3f}",
-            f"{m['recall']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{m['pr_auc']:.3f}",
-            str(m["support"]),
-        )
-    console.print(table)
+    console.print(_per_class_table(f"{data} (n={metrics['n']})", metrics["per_class"]))
     console.print(
         f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, ECE {metrics['ece']:.3f}"
     )
@@ -446,6 +426,25 @@ def anchors(
             json.dumps({"youtube": youtube, "sms": sms, "semeval2015": semeval, "aoc": aoc}, indent=2),
             encoding="utf-8",
         )
+
+
+def _per_class_table(
+    title: str, per_class: dict[str, dict[str, Any]], thresholds: dict[str, dict[str, float]] | None = None
+) -> Any:
+    """Rich table of per-label precision/recall/F1/PR-AUC/support (and thresholds when given)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    columns = ["label", "precision", "recall", "F1", "PR-AUC", "support"]
+    for column in columns + (["reject_at", "review_at"] if thresholds else []):
+        table.add_column(column)
+    for label, m in per_class.items():
+        cells = [label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", f"{m['pr_auc']:.3f}"]
+        cells.append(str(m["support"]))
+        if thresholds:
+            cells += [str(thresholds[kind].get(label, "—")) for kind in ("reject_at", "review_at")]
+        table.add_row(*cells)
+    return table
 
 
 def _load_pipeline(model: str):  # type: ignore[no-untyped-def]
