@@ -62,7 +62,7 @@ bench: install
 
 # 2 minutes of load on a 2-worker server, then the same with model reloads → RESULTS.md soak section.
 soak: install
-	$(BIN)/python -m training.soak
+	$(BIN)/python -m training.bench.soak
 
 clean:
 	rm -rf $(VENV) data/build models var experiments/mlflow.db experiments/mlartifacts .pytest_cache

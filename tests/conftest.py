@@ -28,7 +28,7 @@ def uvicorn_command(port: int) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "serving.app:create_app",
+        "serving.api.app:create_app",
         "--factory",
         "--host",
         "127.0.0.1",
@@ -114,8 +114,8 @@ def tiny_training_frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_pipeline():
     """A fitted logistic-regression Pipeline on the inline rows."""
-    from training.config import FeatureConfig
-    from training.pipeline import build_pipeline
+    from training.experiment.config import FeatureConfig
+    from training.experiment.pipeline import build_pipeline
 
     frame = tiny_training_frame()
     pipeline = build_pipeline(FeatureConfig(min_df=1, lsa_components=20), "logreg", {"C": 10.0})
@@ -126,7 +126,7 @@ def tiny_pipeline():
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
     """The tiny Pipeline exported as a real bundle directory (pickle + metadata + sha256)."""
-    from serving.bundle import write_bundle
+    from serving.model.bundle import write_bundle
 
     labels = [str(c) for c in tiny_pipeline.classes_]
     metadata = {

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.errors import BodyTooLarge, error_payload, error_response
-from serving.metrics import ServiceMetrics
+from serving.runtime.metrics import ServiceMetrics
 
 access_logger = logging.getLogger("raqib.access")
 error_logger = logging.getLogger("raqib.error")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
+from serving.api.app import create_app
 from serving.settings import Settings
 
 API_KEY = "test-key-1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.store import Store
+from serving.store.store import Store
 from tests.api.conftest import API_KEY, AUTH, MakeClient
 from tests.conftest import ON_POLITICS, ON_SPORT, POLITICS_BODY, POLITICS_TITLE, SPAM
 

@@ -113,7 +113,7 @@ def test_without_a_store_scoring_works_and_store_routes_say_503(
 def test_the_store_is_retried_once_it_can_be_opened(
     make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serving.store import StoreHolder
+    from serving.store.store import StoreHolder
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x", encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.model import ModerationModel
+from serving.model.moderation import ModerationModel
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import ON_POLITICS, POLITICS_BODY, POLITICS_TITLE, SPAM
 

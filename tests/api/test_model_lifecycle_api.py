@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.model import METADATA_FILE, MODEL_FILE, sha256_file
+from serving.model.moderation import METADATA_FILE, MODEL_FILE, sha256_file
 from tests.api.conftest import ADMIN, AUTH, MakeClient
 from tests.conftest import SPAM
 
@@ -33,7 +33,7 @@ def truncate_pickle(bundle: Path) -> None:
 
 
 def write_version(pipeline: Any, bundle: Path, version: str) -> None:
-    from serving.bundle import write_bundle
+    from serving.model.bundle import write_bundle
 
     metadata = json.loads((bundle / METADATA_FILE).read_text(encoding="utf-8"))
     metadata.pop("sha256")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.store import Store
+from serving.store.store import Store
 from tests.api.conftest import API_KEY, MakeClient
 from tests.conftest import ABUSIVE, ON_POLITICS, ON_SPORT, POLITICS_BODY, POLITICS_TITLE, SPAM
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serving.model import METADATA_FILE
+from serving.model.moderation import METADATA_FILE
 from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api
@@ -35,7 +35,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_importing_the_app_imports_neither_mlflow_nor_training() -> None:
-    code = f"import serving.app, sys; {NO_HEAVY_IMPORTS}"
+    code = f"import serving.api.app, sys; {NO_HEAVY_IMPORTS}"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=clean_env(), timeout=60)
 
 
@@ -43,7 +43,7 @@ def test_serving_a_request_imports_neither_mlflow_nor_training(tiny_bundle: Path
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "from serving.app import create_app\n"
+        "from serving.api.app import create_app\n"
         "with TestClient(create_app()) as client:\n"
         "    r = client.post('/v1/score', json={'comment': {'text': 'اتصل 0551234567'}})\n"
         "    assert r.status_code == 200, r.text\n"
@@ -72,7 +72,7 @@ def _wait_until(check: Any, timeout: float) -> bool:
 
 
 def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pipeline: Any) -> None:
-    from serving.bundle import write_bundle
+    from serving.model.bundle import write_bundle
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

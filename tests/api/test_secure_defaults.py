@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from serving.api.middleware import JsonLogFormatter
-from serving.app import create_app
+from serving.api.app import create_app
 from serving.settings import Settings, SettingsError, load_settings
-from serving.store import StoreWriter
+from serving.store.store import StoreWriter
 from tests.api.conftest import API_KEY, AUTH, MakeClient
 from tests.api.test_process_api import _wait_until, clean_env
 from tests.conftest import REPO, SPAM, free_port
@@ -182,11 +182,11 @@ def test_text_log_format_is_still_available(make_client: MakeClient) -> None:
 
 
 def test_raqib_serve_writes_only_json_lines(tiny_bundle: Path) -> None:
-    """The real server (`raqib serve` → serving.app.run): uvicorn's lines and ours, all JSON."""
+    """The real server (`raqib serve` → serving.api.app.run): uvicorn's lines and ours, all JSON."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-c", f"from serving.app import run; run(port={port})"],
+        [sys.executable, "-c", f"from serving.api.app import run; run(port={port})"],
         cwd=REPO,
         env=clean_env(RAQIB_MODEL_DIR=str(tiny_bundle), RAQIB_API_KEYS="proc-key-7"),
         stdout=subprocess.PIPE,

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from serving.app import create_app
-from serving.bundle import write_bundle
-from serving.model import METADATA_FILE, MODEL_FILE, BundleError
+from serving.api.app import create_app
+from serving.model.bundle import write_bundle
+from serving.model.moderation import METADATA_FILE, MODEL_FILE, BundleError
 from serving.settings import Settings
-from serving.shadow import agreement_summary, recent_disagreements, shadow_summary, shadow_table
-from serving.store import Store
+from serving.runtime.shadow import agreement_summary, recent_disagreements, shadow_summary, shadow_table
+from serving.store.store import Store
 from tests.api.conftest import ADMIN, ADMIN_KEY, API_KEY, AUTH, MakeClient
 from tests.conftest import (
     ABUSIVE,
@@ -367,7 +367,7 @@ def test_shadow_model_uri_is_resolved_like_model_uri(
             raise BundleError(f"cannot resolve {model_uri}: no such alias")
         return challenger
 
-    monkeypatch.setattr("serving.state.cache_registry_model", fake_cache)
+    monkeypatch.setattr("serving.runtime.holder.cache_registry_model", fake_cache)
     state = tmp_path / "state"
     client = make_client(shadow_model_uri="models:/raqib-moderator@challenger", state_dir=state)
     assert calls == [("models:/raqib-moderator@challenger", state)]

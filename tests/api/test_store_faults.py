@@ -22,8 +22,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from serving.signatures import sign_raqib
-from serving.store import DB_FILE, Store
+from serving.api.integrations.signatures import sign_raqib
+from serving.store.store import DB_FILE, Store
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import POLITICS_BODY, SPAM
 

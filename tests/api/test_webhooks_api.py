@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from serving.signatures import hmac_hex, sign_raqib
-from serving.store import Store, StoreWriter
+from serving.api.integrations.signatures import hmac_hex, sign_raqib
+from serving.store.store import Store, StoreWriter
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import ON_SPORT, POLITICS_BODY, POLITICS_TITLE, SPAM
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from serving.queue_store import decisions_for
-from serving.store import Store
+from serving.store.queue import decisions_for
+from serving.store.store import Store
 from tests.conftest import ABUSIVE, POLITICS_BODY, POLITICS_TITLE, REPO
 from tests.e2e.conftest import MODERATOR, MODERATOR_KEY, Server, browser_missing_reason, keep_screenshot
 

@@ -11,8 +11,8 @@ from tests.conftest import REPO
 @pytest.fixture(scope="session")
 def starter_result():
     """The starter experiment with one candidate: a real TrainResult (no MLflow involved)."""
-    from training.config import CandidateConfig, load_config
-    from training.train import run_experiment
+    from training.experiment.config import CandidateConfig, load_config
+    from training.experiment.train import run_experiment
 
     config = load_config(REPO / "experiments" / "starter.toml")
     config = config.model_copy(
@@ -27,8 +27,8 @@ def starter_result():
 @pytest.fixture(scope="session")
 def starter_model(starter_result):
     """The starter result as the ModerationModel that serving would load."""
-    from serving.model import ModerationModel
-    from training.tracking import bundle_metadata
+    from serving.model.moderation import ModerationModel
+    from training.registry.tracking import bundle_metadata
 
     metadata = bundle_metadata(starter_result) | {"version": "test", "sha256": "-"}
     return ModerationModel(starter_result.pipeline, metadata)

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from serving.normalize import MASK_TOKENS, PHONE_TOKEN, URL_TOKEN, normalize
-from training import adversarial
-from training.adversarial import EVASIONS, PLAIN, apply, evaluate
+from serving.text.normalize import MASK_TOKENS, PHONE_TOKEN, URL_TOKEN, normalize
+from training.bench import adversarial
+from training.bench.adversarial import EVASIONS, PLAIN, apply, evaluate
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -79,7 +79,7 @@ def test_emoji_padding_keeps_the_masks_even_inside_a_spaced_phone() -> None:
 def test_evasions_keep_every_starter_spam_mask() -> None:
     """Across all starter spam and a few seeds, no evasion makes a masked link or phone vanish."""
     from tests.conftest import REPO
-    from training.data import load_starter
+    from training.data.gather import load_starter
 
     texts = [r.text for r in load_starter(REPO / "data" / "starter") if r.label == "spam"]
     for name in EVASIONS:

@@ -6,7 +6,7 @@ generalisation rather than recall.
 
 import pytest
 
-from serving.model import APPROVE, CommentInput
+from serving.model.moderation import APPROVE, CommentInput
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

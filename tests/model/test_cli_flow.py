@@ -30,7 +30,7 @@ params = { alpha = 0.3 }
 def test_train_promote_export_evaluate(tmp_path, monkeypatch) -> None:
     import mlflow
 
-    from training.cli import app
+    from training.cli.main import app
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(REPO)

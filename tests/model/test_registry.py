@@ -23,7 +23,7 @@ def _shuffled(result):
     """The same run with a Pipeline refitted on shuffled labels: a model that must not ship."""
     from sklearn.base import clone
 
-    from training.data import to_frame
+    from training.data.gather import to_frame
 
     frame = to_frame(_train_records(result))
     labels = np.random.default_rng(0).permutation(frame["label"].to_numpy())
@@ -32,7 +32,7 @@ def _shuffled(result):
 
 
 def _train_records(result):
-    from training.data import gather, split_frozen
+    from training.data.gather import gather, split_frozen
 
     records, _ = gather(result.config.data, result.config.labels, _repo())
     return split_frozen(records)[0]
@@ -47,8 +47,8 @@ def _repo():
 def test_register_gate_and_export(tracking, starter_result) -> None:
     from mlflow import MlflowClient
 
-    from serving.model import BundleError, ModerationModel
-    from training.tracking import CHALLENGER, CHAMPION, export_bundle, log_and_register, promote
+    from serving.model.moderation import BundleError, ModerationModel
+    from training.registry.tracking import CHALLENGER, CHAMPION, export_bundle, log_and_register, promote
 
     name = starter_result.config.registered_model
     first = log_and_register(starter_result, tracking)
@@ -93,9 +93,9 @@ def test_register_gate_and_export(tracking, starter_result) -> None:
 def test_server_resolves_a_registry_uri_once_and_caches_it_as_a_bundle(tracking, starter_result) -> None:
     from fastapi.testclient import TestClient
 
-    from serving.app import create_app
+    from serving.api.app import create_app
     from serving.settings import Settings
-    from training.tracking import log_and_register, promote
+    from training.registry.tracking import log_and_register, promote
 
     name = starter_result.config.registered_model
     registered = log_and_register(starter_result, tracking)
@@ -116,7 +116,7 @@ def test_server_resolves_a_registry_uri_once_and_caches_it_as_a_bundle(tracking,
 def test_an_unresolvable_registry_uri_leaves_the_server_up_and_not_ready(tracking) -> None:
     from fastapi.testclient import TestClient
 
-    from serving.app import create_app
+    from serving.api.app import create_app
     from serving.settings import Settings
 
     settings = Settings(

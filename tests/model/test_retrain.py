@@ -36,7 +36,7 @@ def loop(tmp_path, monkeypatch):
     """A private MLflow store, a store for feedback, and the starter config with one candidate."""
     import mlflow
 
-    from training.config import CandidateConfig, load_config
+    from training.experiment.config import CandidateConfig, load_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     config = load_config(REPO / "experiments" / "starter.toml")
@@ -58,7 +58,7 @@ def _starter_on_topic(n: int) -> list[dict]:
 
 
 def _feedback_store(tmp_path, entries):
-    from serving.store import FeedbackEntry, Store, default_store_url
+    from serving.store.store import FeedbackEntry, Store, default_store_url
 
     url = default_store_url(tmp_path / "state")
     (tmp_path / "state").mkdir(exist_ok=True)
@@ -79,8 +79,8 @@ def _feedback_store(tmp_path, entries):
 
 
 def test_new_spam_campaign_is_learned_and_promoted(loop) -> None:
-    from serving.model import ModerationModel
-    from training.retrain import campaign_catch_rate, retrain
+    from serving.model.moderation import ModerationModel
+    from training.labels.retrain import campaign_catch_rate, retrain
 
     tmp_path, config = loop
     first = retrain(config, root=REPO, store_url=None, export_dir=tmp_path / "champion")
@@ -104,7 +104,7 @@ def test_new_spam_campaign_is_learned_and_promoted(loop) -> None:
 
 
 def test_challenger_trained_on_shuffled_labels_is_not_promoted(loop) -> None:
-    from training.retrain import retrain
+    from training.labels.retrain import retrain
 
     tmp_path, config = loop
     first = retrain(config, root=REPO, export_dir=tmp_path / "champion")

@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from serving.schema import DEFAULT_LABELS
-from training.contract import ContractError, LabeledRecord, read_records, records_fingerprint, write_jsonl
+from training.data.contract import (
+    ContractError,
+    LabeledRecord,
+    read_records,
+    records_fingerprint,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.unit
 

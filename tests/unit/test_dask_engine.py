@@ -24,7 +24,7 @@ from tests.conftest import (
     SPAM,
     SPORT_TITLE,
 )
-from training.cli import app
+from training.cli.main import app
 
 pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'raqib[dask]')")
 
@@ -258,7 +258,7 @@ def test_options_that_do_not_fit_the_engine_are_refused(tmp_path, tiny_bundle) -
 
 def test_an_unreachable_scheduler_is_named(tmp_path, tiny_bundle, monkeypatch) -> None:
     from tests.conftest import free_port
-    from training import dask_engine
+    from training.batch import dask_engine
 
     monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT_SECONDS", 1)
     source = _write_csv(tmp_path / "export.csv", _rows(3))
@@ -295,8 +295,8 @@ params = { loss = "log_loss", alpha = 1e-4 }
 def test_candidate_search_on_dask_scores_like_local(tmp_path, scheduler, monkeypatch) -> None:
     from distributed import Client, get_task_stream
 
-    from training.config import load_config
-    from training.train import run_experiment
+    from training.experiment.config import load_config
+    from training.experiment.train import run_experiment
 
     monkeypatch.chdir(REPO)
     config_path = tmp_path / "tiny.toml"
@@ -332,7 +332,7 @@ def test_candidate_search_on_dask_scores_like_local(tmp_path, scheduler, monkeyp
 
 
 def test_throughput_helper_scores_every_generated_row(tiny_bundle, monkeypatch) -> None:
-    from training.dask_engine import dask_score_throughput
+    from training.batch.dask_engine import dask_score_throughput
 
     monkeypatch.chdir(REPO)  # the starter corpus is read from data/starter
     figures = dask_score_throughput(tiny_bundle, rows=600, workers=1)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from training.datasets.aoc import COMMENTS_FILE, load_articles, parse_docs
-from training.datasets.aoc_repaired import article_bucket
-from training.datasets.registry import DEFAULT_SOURCES, BuildResult, build
+from training.data.datasets.aoc import COMMENTS_FILE, load_articles, parse_docs
+from training.data.datasets.aoc_repaired import article_bucket
+from training.data.datasets.registry import DEFAULT_SOURCES, BuildResult, build
 
 pytestmark = pytest.mark.datasets
 

@@ -14,23 +14,23 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serving.normalize import EMAIL_TOKEN, MENTION_TOKEN, URL_TOKEN
-from training.cli import app
-from training.contract import read_records
-from training.datasets import aoc as aoc_mod
-from training.datasets.aljazeera_deleted import load_aljazeera_deleted
-from training.datasets.aoc import AocArticle, load_aoc, load_articles, parse_docs
-from training.datasets.aoc_repaired import article_bucket, choose_partner, load_aoc_repaired
-from training.datasets.ar_spam_tweets import load_ar_spam_tweets, strip_retweet
-from training.datasets.ar_tweet_accounts import load_ar_tweet_accounts
-from training.datasets.common import finalize, iso_datetime, scrub
-from training.datasets.fox_news import fox_article_id, load_fox_news
-from training.datasets.mpold import load_mpold
-from training.datasets.omp import load_omp
-from training.datasets.registry import DEFAULT_SOURCES, SOURCES, build, select_sources
-from training.datasets.semeval2015 import load_semeval2015
-from training.datasets.sms_spam import load_sms_spam
-from training.datasets.youtube_spam import load_youtube_spam
+from serving.text.normalize import EMAIL_TOKEN, MENTION_TOKEN, URL_TOKEN
+from training.cli.main import app
+from training.data.contract import read_records
+from training.data.datasets import aoc as aoc_mod
+from training.data.datasets.aljazeera_deleted import load_aljazeera_deleted
+from training.data.datasets.aoc import AocArticle, load_aoc, load_articles, parse_docs
+from training.data.datasets.aoc_repaired import article_bucket, choose_partner, load_aoc_repaired
+from training.data.datasets.ar_spam_tweets import load_ar_spam_tweets, strip_retweet
+from training.data.datasets.ar_tweet_accounts import load_ar_tweet_accounts
+from training.data.datasets.common import finalize, iso_datetime, scrub
+from training.data.datasets.fox_news import fox_article_id, load_fox_news
+from training.data.datasets.mpold import load_mpold
+from training.data.datasets.omp import load_omp
+from training.data.datasets.registry import DEFAULT_SOURCES, SOURCES, build, select_sources
+from training.data.datasets.semeval2015 import load_semeval2015
+from training.data.datasets.sms_spam import load_sms_spam
+from training.data.datasets.youtube_spam import load_youtube_spam
 
 pytestmark = pytest.mark.unit
 
@@ -465,7 +465,7 @@ def test_scrub_masks_emails_and_strips():
 
 
 def test_finalize_dedupes_and_drops_author_and_empty():
-    from training.contract import LabeledRecord
+    from training.data.contract import LabeledRecord
 
     records = [
         LabeledRecord(text=" a ", label="spam", comment_id="s:1", author="someone"),

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from serving.model import APPROVE, REJECT, REVIEW, Thresholds, decide
-from training.evaluate import choose_thresholds, classification_metrics, expected_calibration_error
+from serving.model.moderation import APPROVE, REJECT, REVIEW, Thresholds, decide
+from training.experiment.evaluate import choose_thresholds, classification_metrics, expected_calibration_error
 
 pytestmark = pytest.mark.unit
 

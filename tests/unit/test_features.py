@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from serving.features import (
+from serving.features.ngrams import (
     ArticleRelation,
     CommentPreprocessor,
     SpamSignals,
@@ -45,7 +45,7 @@ def test_fast_tfidf_matches_sklearn(prepared, analyzer: str) -> None:
 
 
 def _head(prepared, n):
-    from serving.features import PreparedComments
+    from serving.features.ngrams import PreparedComments
 
     return PreparedComments(*(getattr(prepared, f)[:n] for f in ("raw_text", "text", "title", "body")))
 

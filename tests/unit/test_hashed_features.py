@@ -10,7 +10,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from serving.features import (
+from serving.features.ngrams import (
     ArticleRelation,
     CommentPreprocessor,
     HashedNgrams,
@@ -20,7 +20,7 @@ from serving.features import (
     char_wb_grams,
     word_grams,
 )
-from serving.model import _linear_scorer
+from serving.model.moderation import _linear_scorer
 from tests.conftest import REPO, tiny_training_frame
 
 pytestmark = pytest.mark.unit
@@ -65,7 +65,7 @@ def test_same_gram_same_bucket_wherever_it_appears() -> None:
 
 def test_buckets_do_not_depend_on_the_process_or_hash_seed() -> None:
     code = (
-        "from serving.features import char_wb_grams, word_grams;"
+        "from serving.features.ngrams import char_wb_grams, word_grams;"
         "print(char_wb_grams(['رقم واتساب 0555'], (2, 5), 19).bucket.tolist(),"
         " word_grams(['buy now call'], (1, 2), 18).bucket.tolist())"
     )

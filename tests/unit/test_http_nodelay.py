@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from serving.http import NoDelayHTTPProtocol, enable_nodelay
+from serving.api.http import NoDelayHTTPProtocol, enable_nodelay
 
 pytestmark = pytest.mark.unit
 
@@ -40,10 +40,10 @@ def test_non_tcp_or_missing_sockets_are_left_alone() -> None:
 def test_raqib_serve_uses_the_nodelay_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    from serving import app
+    from serving.api import app
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
     app.run(workers=2)
-    assert seen["http"] == "serving.http:NoDelayHTTPProtocol"
+    assert seen["http"] == "serving.api.http:NoDelayHTTPProtocol"
     assert issubclass(NoDelayHTTPProtocol, __import__("asyncio").Protocol)

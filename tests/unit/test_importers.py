@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
-from training.contract import read_records
-from training.importers import ImportOptions, import_export, resolved_labeled_records
+from training.cli.main import app
+from training.data.contract import read_records
+from training.labels.importers import ImportOptions, import_export, resolved_labeled_records
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,8 @@
 import pytest
 from sklearn.pipeline import Pipeline
 
-from training.contract import LabeledRecord
-from training.train import corpus_leakage
+from training.data.contract import LabeledRecord
+from training.experiment.train import corpus_leakage
 
 pytestmark = pytest.mark.unit
 

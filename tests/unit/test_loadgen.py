@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from training.loadgen import Target, closed_loop, open_loop, percentile
+from training.bench.loadgen import Target, closed_loop, open_loop, percentile
 
 pytestmark = pytest.mark.unit
 

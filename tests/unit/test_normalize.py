@@ -3,7 +3,7 @@
 import pyarabic.araby as araby
 import pytest
 
-from serving.normalize import (
+from serving.text.normalize import (
     EMAIL_TOKEN,
     MENTION_TOKEN,
     PHONE_TOKEN,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.normalize import normalize, normalize_with_offsets
+from serving.text.normalize import normalize, normalize_with_offsets
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +61,7 @@ def test_lone_surrogates_escaped_in_json_do_not_break_normalization(surrogates: 
 
 
 def test_spans_of_a_scored_comment_stay_inside_it(tiny_pipeline) -> None:
-    from serving.model import CommentInput, ModerationModel
+    from serving.model.moderation import CommentInput, ModerationModel
 
     thresholds = {"reject_at": {"spam": 0.8}, "review_at": {"spam": 0.3}}
     model = ModerationModel(tiny_pipeline, {"name": "t", "version": "1", "thresholds": thresholds})

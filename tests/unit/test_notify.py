@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from training.retrain import notify_servers
+from training.labels.retrain import notify_servers
 
 pytestmark = pytest.mark.unit
 

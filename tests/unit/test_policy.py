@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving.model import Thresholds, decide
-from serving.policy import SiteRules, apply_policy, resolve_sites, unknown_labels
+from serving.model.moderation import Thresholds, decide
+from serving.runtime.policy import SiteRules, apply_policy, resolve_sites, unknown_labels
 from serving.settings import SitePolicy
 
 pytestmark = pytest.mark.unit

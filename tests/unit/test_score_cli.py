@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import POLITICS_BODY, POLITICS_TITLE, SPORT_TITLE
-from training.cli import app
+from training.cli.main import app
 
 pytestmark = pytest.mark.unit
 
@@ -336,7 +336,7 @@ def test_missing_bundle_fails(tmp_path) -> None:
 def test_registry_uri_is_exported_to_a_temporary_bundle(tiny_bundle, tmp_path, monkeypatch) -> None:
     import shutil
 
-    import training.tracking
+    import training.registry.tracking
 
     calls = []
 
@@ -345,7 +345,7 @@ def test_registry_uri_is_exported_to_a_temporary_bundle(tiny_bundle, tmp_path, m
         shutil.copytree(tiny_bundle, output)
         return {}
 
-    monkeypatch.setattr(training.tracking, "export_bundle", fake_export)
+    monkeypatch.setattr(training.registry.tracking, "export_bundle", fake_export)
     export = _write_csv(tmp_path / "export.csv", _rows())
     result = _score(str(export), "--model", "models:/raqib-moderator@champion")
     assert result.exit_code == 0, result.output

@@ -62,7 +62,7 @@ REPORT_PEAK = (
     "    peak = next(line.split()[1] for line in status.splitlines() if line.startswith('VmHWM'))\n"
     "    open(peak_path, 'w').write(peak)\n"
     "atexit.register(report)\n"
-    "runpy.run_module('training.cli', run_name='__main__', alter_sys=True)\n"
+    "runpy.run_module('training.cli.main', run_name='__main__', alter_sys=True)\n"
 )
 
 

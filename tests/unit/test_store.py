@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from serving.schema import CANONICAL_COLUMNS
-from serving.store import (
+from serving.store.store import (
     LABEL_PATTERN,
     Article,
     AuditEntry,
@@ -63,7 +63,7 @@ def decision(
 
 
 def test_label_pattern_is_the_training_contracts() -> None:
-    from training.contract import LABEL_PATTERN as TRAINING_PATTERN
+    from training.data.contract import LABEL_PATTERN as TRAINING_PATTERN
 
     assert LABEL_PATTERN.pattern == TRAINING_PATTERN.pattern
 
@@ -217,7 +217,7 @@ def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, 
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from training.cli import app\n"
+        "from training.cli.main import app\n"
         f"result = CliRunner().invoke(app, ['feedback', 'export', '-o', {str(output)!r}, "
         f"'--state-dir', {str(tmp_path / 'state')!r}])\n"
         "print(result.output)\n"
@@ -239,7 +239,7 @@ def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, 
     assert [(r["comment_id"], r["label"]) for r in records] == [("c-1", "spam"), ("c-2", "on_topic")]
     assert records[0]["article_text"] == "نص الخبر" and records[0]["author"] is None
 
-    from training.contract import read_records
+    from training.data.contract import read_records
 
     assert [r.label for r in read_records(output)] == ["spam", "on_topic"]
 
@@ -247,7 +247,7 @@ def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, 
 def test_feedback_export_since_and_missing_store(store: Store, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from training.cli.main import app
 
     store.record_feedback(FeedbackEntry("c-2", "on_topic", "api", text="تعليق"))
     output = tmp_path / "out.jsonl"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.store import DB_FILE, Store, default_store_url
+from serving.store.store import DB_FILE, Store, default_store_url
 from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api

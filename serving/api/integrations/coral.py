@@ -1,0 +1,399 @@
+"""Coral Talk: the External Moderation Phase (`/v1/integrations/coral/moderate`) and its webhooks.
+
+Coral signs the raw body (`X-Coral-Signature: sha256=<hex>`, several values while it rotates
+secrets), so both routes read the body once, verify it against `coral_secrets`, and only then
+parse it with pydantic. See serving/INTEGRATIONS.md for the status and reason mappings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from html.parser import HTMLParser
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serving.api.deps import OptionalStoreDep, Service, ServiceDep, enforce_rate_limit, store_unavailable
+from serving.api.errors import ApiError, parse_body, parse_value
+from serving.api.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
+from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.api.integrations.webhooks import EventOutcome, handle_event
+from serving.model.moderation import REJECT
+from serving.runtime.policy import OBSERVE
+from serving.schema import ABUSIVE, ON_TOPIC, SPAM
+from serving.api.integrations.signatures import CORAL_HEADER, SignatureError, verify_coral
+from serving.runtime.holder import LoadedModel
+from serving.store.store import Article, FeedbackEntry, Store, StoreWriter, body_digest
+
+logger = logging.getLogger("raqib.coral")
+
+MODERATE_PATH = "/v1/integrations/coral/moderate"
+WEBHOOK_PATH = "/v1/integrations/coral/webhook"
+# Coral authenticates with its signing secret, not an API key: its requests share one rate-limit bucket.
+CORAL_CALLER = "integration:coral"
+
+# Coral's roles whose comments a machine never rejects (a reject becomes a withhold for review).
+STAFF_ROLES = frozenset({"STAFF", "MODERATOR", "ADMIN"})
+# Raqib label → Coral's COMMENT_FLAG_DETECTED_REASON. Coral has no reason that means "off topic";
+# a wrong one (SUSPECT_WORD, LINKS, ...) would send moderators looking for something that is not
+# there, so other labels withhold or reject with the status alone and no FLAG.
+CORAL_REASONS = {SPAM: "COMMENT_DETECTED_SPAM", ABUSIVE: "COMMENT_DETECTED_TOXIC"}
+
+router = APIRouter(
+    tags=["coral"],
+    responses=error_responses(
+        400,
+        413,
+        422,
+        429,
+        described={
+            401: "Missing or wrong X-Coral-Signature.",
+            503: "No Coral signing secret configured (coral_secrets), or no store for a webhook event.",
+        },
+    ),
+)
+
+SiteQuery = Annotated[
+    str | None,
+    Query(description="Raqib site key for policy and joins (default: Coral's site id); same on both URLs."),
+]
+SignatureHeader = Annotated[str | None, Header(alias=CORAL_HEADER, include_in_schema=False)]
+
+
+# --- HTML → text ---------------------------------------------------------------------------------
+
+_BLOCK_TAGS = frozenset(
+    {"p", "div", "br", "li", "ul", "ol", "blockquote", "pre", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+)
+_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title", "iframe", "object"})
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment: tags dropped, scripts and styles skipped, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+        self._links: list[tuple[str, int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Open a skipped element, break a line for block elements, remember link targets."""
+        if tag in _SKIPPED_TAGS:
+            self._skipping += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag == "a":
+            href = dict(attrs).get("href") or ""
+            self._links.append((href.strip(), len(self.parts)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """`<br/>` and friends: a line break for block elements, nothing else."""
+        if tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        """Close a skipped element or a block; keep a link's target when its text does not show it."""
+        if tag in _SKIPPED_TAGS:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            # A link is a spam signal; "<a href=spam.example>click</a>" must not lose it.
+            if href.startswith(("http://", "https://", "www.")) and href not in "".join(self.parts[start:]):
+                self.parts.append(f" {href}")
+
+    def handle_data(self, data: str) -> None:
+        """Text outside skipped elements."""
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of a comment's HTML: tags dropped, scripts/styles skipped, entities unescaped."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    lines = (_SPACES.sub(" ", line).strip() for line in "".join(extractor.parts).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+# --- bodies --------------------------------------------------------------------------------------
+
+
+class _Coral(BaseModel):
+    # Coral adds fields over time; unknown ones are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+class CoralComment(_Coral):
+    """The comment as Coral sends it (HTML body)."""
+
+    id: ExternalId | None = None
+    body: str
+    parentID: str | None = None
+
+
+class CoralAuthor(_Coral):
+    """The commenter."""
+
+    id: ExternalId | None = None
+    role: str | None = None
+
+
+class CoralStory(_Coral):
+    """The story (article) the comment is on."""
+
+    id: ExternalId | None = None
+    url: str | None = None
+
+
+class CoralSite(_Coral):
+    """The Coral site."""
+
+    id: ExternalId | None = None
+
+
+class CoralModerationRequest(_Coral):
+    """What Coral's External Moderation Phase posts for a new or edited comment."""
+
+    action: str = "NEW"
+    comment: CoralComment
+    author: CoralAuthor = Field(default_factory=CoralAuthor)
+    story: CoralStory = Field(default_factory=CoralStory)
+    site: CoralSite = Field(default_factory=CoralSite)
+    tenantID: str | None = None
+    tenantDomain: str | None = None
+
+
+class CoralAction(BaseModel):
+    """A moderation action Coral should add to the comment."""
+
+    actionType: Literal["FLAG"] = "FLAG"
+    reason: str
+
+
+class CoralModerationResponse(BaseModel):
+    """Raqib's verdict in Coral's terms."""
+
+    actions: list[CoralAction]
+    status: Literal["APPROVED", "REJECTED", "SYSTEM_WITHHELD", "NONE"]
+    tags: list[str]
+
+
+class CoralEvent(_Coral):
+    """Coral's webhook envelope."""
+
+    id: str = Field(min_length=1)
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    createdAt: str | None = None
+    tenantID: str | None = None
+    tenantDomain: str | None = None
+
+
+class StoryCreated(_Coral):
+    """STORY_CREATED data."""
+
+    storyID: ExternalId
+    storyURL: str | None = None
+    siteID: ExternalId | None = None
+
+
+class CommentLeftModerationQueue(_Coral):
+    """COMMENT_LEFT_MODERATION_QUEUE data: the moderator's final status."""
+
+    commentID: ExternalId
+    status: str
+    storyID: ExternalId | None = None
+    siteID: ExternalId | None = None
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _check_signature(service: Service, body: bytes, header: str | None) -> None:
+    if not service.coral_secrets:
+        # Never accept unsigned: without a secret nothing proves the request comes from Coral.
+        raise ApiError(
+            503, "coral_secret_not_configured", "set RAQIB_CORAL_SECRETS to Coral's signing secret(s)"
+        )
+    try:
+        verify_coral(body, header, service.coral_secrets)
+    except SignatureError as exc:
+        raise ApiError(401, exc.code, exc.message) from None
+
+
+def coral_verdict(response: ScoreResponse) -> CoralModerationResponse | None:
+    """Raqib's decision as Coral's status and FLAG action; None (no opinion) in observe mode."""
+    if response.decision.mode == OBSERVE:
+        return None  # observe mode must not change what Coral does, and APPROVED would
+    if response.action == "approve":
+        return CoralModerationResponse(actions=[], status="APPROVED", tags=[])
+    reason = CORAL_REASONS.get(response.decision.label or "")
+    return CoralModerationResponse(
+        actions=[CoralAction(reason=reason)] if reason else [],
+        status="REJECTED" if response.action == REJECT else "SYSTEM_WITHHELD",
+        tags=[],
+    )
+
+
+def _moderate(
+    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, staff: bool
+) -> ScoreResponse:
+    request = resolve_article(store, request)
+    response = score_requests(service, loaded, [request], "Coral staff role" if staff else None)[0]
+    audit_quietly(service, store, [audit_entry(request, response, "coral")])
+    return response
+
+
+def _score_request(payload: CoralModerationRequest, text: str, site: str | None) -> ScoreRequest | None:
+    story = payload.story
+    try:
+        return ScoreRequest.model_validate(
+            {
+                "comment": {"id": payload.comment.id, "text": text, "author": payload.author.id},
+                "article": {"id": story.id, "url": story.url} if (story.id or story.url) else None,
+                "site": site,
+            }
+        )
+    except ValidationError:
+        return None
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+@router.post(
+    MODERATE_PATH,
+    response_model=CoralModerationResponse,
+    summary="Coral External Moderation Phase",
+    responses={
+        204: {"description": "No opinion (no model loaded, observe mode, nothing to judge, or too slow)."}
+    },
+    openapi_extra=request_body(CoralModerationRequest),
+)
+async def coral_moderate(
+    request: Request,
+    service: ServiceDep,
+    store: OptionalStoreDep,
+    signature: SignatureHeader = None,
+    site: SiteQuery = None,
+) -> CoralModerationResponse | Response:
+    """Score a new or edited Coral comment; reject, withhold for review, approve, or 204 for no opinion."""
+    # Read once, raw: the signature covers these exact bytes, so it is checked before parsing.
+    body = await request.body()
+    _check_signature(service, body, signature)
+    payload = parse_body(CoralModerationRequest, body)
+    enforce_rate_limit(request, service, CORAL_CALLER, site or payload.site.id)
+    loaded = service.models.current
+    if loaded is None:
+        return Response(status_code=204)  # Coral falls back to its own rules; a 5xx would only add noise
+    text = html_to_text(payload.comment.body)
+    if not text or len(text) > service.settings.max_text_chars:
+        return Response(status_code=204)
+    score_request = _score_request(payload, text, site or payload.site.id)
+    if score_request is None:
+        return Response(status_code=204)
+    staff = (payload.author.role or "").upper() in STAFF_ROLES
+    budget = service.settings.coral_timeout_ms / 1000
+    try:
+        # Scoring takes milliseconds; the deadline keeps a stalled store from outlasting Coral's timeout.
+        response = await asyncio.wait_for(
+            run_in_threadpool(_moderate, service, loaded, store, score_request, staff), budget
+        )
+    except TimeoutError:
+        logger.warning(
+            "coral moderation took over %d ms: answered no opinion", service.settings.coral_timeout_ms
+        )
+        return Response(status_code=204)
+    verdict = coral_verdict(response)
+    return verdict if verdict is not None else Response(status_code=204)
+
+
+def _coral_site(site: str | None, data_site: str | None) -> str | None:
+    return site or data_site
+
+
+def _story_created(store: Store, event: CoralEvent, site: str | None) -> EventOutcome:
+    data = parse_value(StoryCreated, event.data, "data")
+    article = Article(
+        article_id=data.storyID, site=_coral_site(site, data.siteID), url=data.storyURL, source="coral"
+    )
+
+    def write(writer: StoreWriter) -> tuple[int, Any]:
+        stored = writer.put_article(article, merge=True)  # keeps a title/text stored via PUT /v1/articles
+        return 200, {"status": "recorded", "article_id": stored.article_id, "site": stored.site}
+
+    return write
+
+
+def feedback_label(status: str, decided_label: str | None) -> tuple[bool, str | None]:
+    """(is a verdict, label) for a Coral moderation status; see INTEGRATIONS.md for why."""
+    if status == "APPROVED":
+        return True, ON_TOPIC
+    if status == "REJECTED":
+        # The moderator confirmed Raqib's hold: Raqib's label. Rejected without a Raqib flag: the
+        # reason is unknown, and guessing one would teach the model a wrong label; record the
+        # verdict (the comment leaves the queue) without a label, which the export skips.
+        return True, decided_label
+    return False, None
+
+
+def _comment_left_queue(store: Store, event: CoralEvent, site: str | None) -> EventOutcome | None:
+    data = parse_value(CommentLeftModerationQueue, event.data, "data")
+    site = _coral_site(site, data.siteID)
+    audits = store.audit_for(data.commentID, site)
+    decided = next((a.decided_label for a in reversed(audits) if a.decided_label), None)
+    is_verdict, label = feedback_label(data.status.upper(), decided)
+    if not is_verdict:
+        return None
+    entry = FeedbackEntry(
+        comment_id=data.commentID, site=site, label=label, source="coral", article_id=data.storyID
+    )
+
+    def write(writer: StoreWriter) -> tuple[int, Any]:
+        record = writer.add_feedback(entry)
+        return 200, {"status": "recorded", "comment_id": record.comment_id, "label": record.label}
+
+    return write
+
+
+@router.post(
+    WEBHOOK_PATH,
+    summary="Coral webhooks (STORY_CREATED, COMMENT_LEFT_MODERATION_QUEUE)",
+    responses={
+        204: {"description": "Event type (or status) Raqib does not use."},
+        **error_responses(described={409: "The event id already came with another body (event_id_reused)."}),
+    },
+    openapi_extra=request_body(CoralEvent),
+)
+async def coral_webhook(
+    request: Request,
+    service: ServiceDep,
+    store: OptionalStoreDep,
+    signature: SignatureHeader = None,
+    site: SiteQuery = None,
+) -> Response:
+    """Stories fill the article store; moderators' final statuses become feedback. Idempotent by event id."""
+    body = await request.body()  # raw, once: signed bytes
+    _check_signature(service, body, signature)
+    event = parse_body(CoralEvent, body)
+    enforce_rate_limit(request, service, CORAL_CALLER, site)
+    if event.type not in ("STORY_CREATED", "COMMENT_LEFT_MODERATION_QUEUE"):
+        return Response(status_code=204)
+    if store is None:
+        raise store_unavailable(service)
+
+    def plan(store: Store) -> EventOutcome | None:
+        if event.type == "STORY_CREATED":
+            return _story_created(store, event, site)
+        return _comment_left_queue(store, event, site)
+
+    return await run_in_threadpool(handle_event, store, "coral", event.id, body_digest(body), plan)

@@ -1,0 +1,245 @@
+"""The model currently serving, held as one immutable snapshot that reloads replace atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from serving.model.moderation import (
+    METADATA_FILE,
+    BundleError,
+    CommentInput,
+    ModerationModel,
+    read_bundle_metadata,
+)
+from serving.runtime.policy import SiteRules, resolve_sites, unknown_labels
+from serving.settings import Settings
+from serving.runtime.shadow import ShadowTracker
+
+logger = logging.getLogger("raqib.model")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model with everything derived from it; never mutated, only replaced."""
+
+    model: ModerationModel
+    bundle_path: Path
+    loaded_at: datetime
+    sites: Mapping[str, SiteRules]
+
+    @property
+    def name(self) -> str:
+        """The model's registered name."""
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        """The model's version string."""
+        return self.model.version
+
+    def rules_for(self, site: str | None) -> SiteRules | None:
+        """The site's resolved rules, or None for a site without its own policy."""
+        return self.sites.get(site) if site is not None else None
+
+
+@dataclass(frozen=True)
+class ShadowSlot:
+    """The challenger scored beside the champion (shadow mode): its model, or why it is not loaded."""
+
+    loaded: LoadedModel | None
+    error: str | None
+    name: str | None
+    version: str | None
+
+
+class ModelHolder:
+    """Holds the current `LoadedModel`; readers take `current` once per request, reloads swap it.
+
+    Reads need no lock: replacing one attribute with a new, fully built object is atomic in
+    CPython, so a request sees the old model or the new one, never a mix. Reloads are serialised
+    by a lock so two of them cannot interleave their load-then-swap.
+    """
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._current: LoadedModel | None = None
+        self._shadow: ShadowSlot | None = None
+        self._reload_lock = threading.Lock()
+        self.load_error: str | None = None
+        self.shadow_tracker = ShadowTracker()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model serving now (None until one has loaded)."""
+        return self._current
+
+    @property
+    def shadow(self) -> ShadowSlot | None:
+        """The shadow model's slot (None when shadow mode is not configured)."""
+        return self._shadow
+
+    def load(self) -> LoadedModel:
+        """Load the configured bundle and swap it in; on failure keep the old one and raise BundleError."""
+        with self._reload_lock:
+            # The shadow reloads with the champion; it never raises, so it cannot stop the champion.
+            self._load_shadow()
+            try:
+                bundle_dir = resolve_bundle_dir(self._settings)
+                model = ModerationModel.from_bundle(bundle_dir)
+                warm_up(model)
+            except BundleError as exc:
+                self.load_error = str(exc)
+                raise
+            except Exception as exc:  # unreadable files, a pickle of the wrong shape, ...
+                self.load_error = f"{exc.__class__.__name__}: {exc}"
+                raise BundleError(self.load_error) from exc
+            problems = unknown_labels(self._settings.sites, model.labels)
+            for site, labels in problems.items():
+                logger.warning(
+                    "site %r overrides thresholds of labels the model lacks: %s", site, ", ".join(labels)
+                )
+            loaded = LoadedModel(
+                model=model,
+                bundle_path=bundle_dir.resolve(),
+                loaded_at=datetime.now(UTC),
+                sites=resolve_sites(model.thresholds, self._settings.sites),
+            )
+            self._current = loaded
+            self.load_error = None
+            return loaded
+
+    def _load_shadow(self) -> None:
+        """Load the shadow bundle if one is configured; failures are logged and kept, never raised."""
+        settings = self._settings
+        if settings.shadow_model_dir is None and settings.shadow_model_uri is None:
+            return
+        bundle_dir: Path | None = None
+        try:
+            bundle_dir = resolve_shadow_dir(settings)
+            model = ModerationModel.from_bundle(bundle_dir)
+            warm_up(model)
+            loaded = LoadedModel(
+                model=model,
+                bundle_path=bundle_dir.resolve(),
+                loaded_at=datetime.now(UTC),
+                sites=resolve_sites(model.thresholds, settings.sites),
+            )
+        except Exception as exc:  # whatever breaks the challenger, the champion serves on
+            error = str(exc) if isinstance(exc, BundleError) else f"{exc.__class__.__name__}: {exc}"
+            # Like the champion, a shadow that loaded before keeps being compared until a reload works.
+            kept = self._shadow.loaded if self._shadow is not None else None
+            name, version = (kept.name, kept.version) if kept is not None else _bundle_identity(bundle_dir)
+            self._shadow = ShadowSlot(loaded=kept, error=error, name=name, version=version)
+            still = f"; still comparing with {kept.name} {kept.version}" if kept else ""
+            logger.error("shadow model not loaded (the champion serves as usual%s): %s", still, error)
+            return
+        self._shadow = ShadowSlot(loaded=loaded, error=None, name=loaded.name, version=loaded.version)
+        logger.info("shadow model %s %s loaded from %s", loaded.name, loaded.version, loaded.bundle_path)
+
+
+WARM_UP_TEXT = "تعليق تجريبي للتحقق من النموذج 0551234567 www.example.com"
+
+
+def warm_up(model: ModerationModel) -> None:
+    """Score one comment so a broken pickle fails the load, and lazy caches fill before traffic."""
+    try:
+        model.score([CommentInput(text=WARM_UP_TEXT, article_title="عنوان", article_text="نص الخبر")])
+    except Exception as exc:
+        raise BundleError(f"model loaded but cannot score: {exc.__class__.__name__}: {exc}") from None
+
+
+def resolve_bundle_dir(settings: Settings) -> Path:
+    """The bundle directory to load: `model_dir`, or the registry model cached under `state_dir`."""
+    if settings.model_uri:
+        return cache_registry_model(settings.model_uri, settings.state_dir)
+    return settings.model_dir
+
+
+def resolve_shadow_dir(settings: Settings) -> Path:
+    """The shadow bundle directory: `shadow_model_dir`, or `shadow_model_uri` cached like `model_uri`."""
+    if settings.shadow_model_uri:
+        return cache_registry_model(settings.shadow_model_uri, settings.state_dir)
+    if settings.shadow_model_dir is None:
+        raise BundleError("no shadow model configured")
+    return settings.shadow_model_dir
+
+
+def _bundle_identity(bundle_dir: Path | None) -> tuple[str | None, str | None]:
+    """Name and version from a bundle's metadata even when the bundle cannot load (None if unreadable)."""
+    if bundle_dir is None:
+        return None, None
+    try:
+        metadata = read_bundle_metadata(bundle_dir)
+    except BundleError:
+        return None, None
+    return str(metadata["name"]), str(metadata["version"])
+
+
+def cache_registry_model(model_uri: str, state_dir: Path) -> Path:
+    """Resolve a models:/ URI into a verified bundle under `state_dir`, without importing mlflow.
+
+    The registry belongs to training: the server runs `raqib export` (training's CLI, in a child
+    process) into a staging directory, then keeps the bundle under models/NAME/VERSION. The
+    server process itself never imports mlflow, so its start-up and memory stay those of serving.
+    """
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        selector = ["--alias", alias]
+    else:
+        name, _, version = ref.rpartition("/")
+        selector = ["--version", version]
+    if not name or not selector[1]:
+        raise BundleError(f"model_uri {model_uri} is neither models:/NAME@ALIAS nor models:/NAME/VERSION")
+    models_dir = state_dir / "models" / _safe_name(name)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=models_dir))
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "training.cli.main",
+            "export",
+            "--name",
+            name,
+            *selector,
+            "-o",
+            str(staging / "bundle"),
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BundleError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from None
+        if done.returncode != 0:
+            detail = " ".join((done.stderr or done.stdout).split())[-300:]
+            raise BundleError(f"cannot resolve {model_uri}: raqib export failed: {detail}")
+        metadata = read_bundle_metadata(staging / "bundle")
+        target = models_dir / _safe_name(str(metadata["version"]))
+        if not (target / METADATA_FILE).is_file():
+            metadata["source_uri"] = model_uri
+            (staging / "bundle" / METADATA_FILE).write_text(
+                json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8"
+            )
+            try:
+                (staging / "bundle").rename(target)
+            except OSError:
+                if not (target / METADATA_FILE).is_file():  # another worker may have cached it first
+                    raise
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _safe_name(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", value) or "_"

@@ -1,0 +1,465 @@
+"""HTTP section of `make bench`: `/v1/score` against a bare FastAPI endpoint, same server, same load.
+
+Also the pieces `make soak` and the cold-start measure share: the request bodies, the bare app, and
+`ServerProcess` (start a server on loopback, wait until it is ready, read its memory, stop it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from training.bench.report import Goal, Section, measured_on, missed_by
+from training.bench.loadgen import CLOSED, OPEN, run_in_subprocess
+
+RAQIB_APP = "serving.api.app:create_app"
+BARE_APP = "training.bench.http:create_bare_app"
+SCORE_PATH = "/v1/score"
+BENCH_API_KEY = "bench-key"
+FIXED_ANSWER: dict[str, Any] = {
+    "comment_id": "c-1",
+    "label": "on_topic",
+    "scores": {"abusive": 0.01, "off_topic": 0.02, "on_topic": 0.95, "spam": 0.02},
+    "action": "approve",
+}
+CLOSED_CONNECTIONS = 16
+CLOSED_SECONDS = 10.0
+WARMUP_SECONDS = 2.0
+OPEN_RATE = 100.0
+OPEN_SECONDS = 20.0
+WRK_INSTALL = "apt-get install -y wrk"
+WRK_LUA = r"""
+local bodies = {
+__BODIES__
+}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+__HEADERS__
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, '
+    .. '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def score_bodies(limit: int = 200) -> list[bytes]:
+    """`/v1/score` bodies from the starter corpus: comment plus article title and text, as a CMS sends."""
+    from training.data.gather import load_starter
+
+    bodies = []
+    for record in load_starter("data/starter")[:limit]:
+        request: dict[str, Any] = {"comment": {"id": record.comment_id, "text": record.text}}
+        if record.article_id:
+            request["article"] = {
+                "id": record.article_id,
+                "title": record.article_title,
+                "text": record.article_text,
+            }
+        bodies.append(json.dumps(request, ensure_ascii=False).encode("utf-8"))
+    return bodies
+
+
+def create_bare_app() -> Any:
+    """The floor: a FastAPI app whose POST /v1/score parses the JSON body and returns fixed JSON."""
+    from fastapi import Body, FastAPI
+
+    app = FastAPI()
+
+    @app.post(SCORE_PATH)
+    async def score(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI idiom)
+        """Fixed answer; the body is read and parsed like any FastAPI endpoint does."""
+        return FIXED_ANSWER
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        """Always ready."""
+        return {"status": "ready"}
+
+    return app
+
+
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    """The one uvicorn command line both apps are served with (only the app differs)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0)
+    return kb / 1024
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (Linux)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return sorted(set(children))
+
+
+class ServerProcess:
+    """A server on loopback in a child process: started, waited for, measured, stopped."""
+
+    def __init__(self, command: Sequence[str], port: int, env: dict[str, str], log_path: Path):
+        self.command = list(command)
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> ServerProcess:
+        """Launch the command, output to the log file."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.started_at = time.perf_counter()
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, path: str = "/readyz", timeout: float = 120.0) -> float:
+        """Seconds from start until `path` answers 200 (RuntimeError with the log tail if it never does)."""
+        assert self.process is not None
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - self.started_at
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 800) -> str:
+        """The end of the server's output."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def tree_rss_mb(self) -> float:
+        """Resident memory of the server and its worker processes, in MB."""
+        return rss_mb(self.pid) + sum(rss_mb(child) for child in child_pids(self.pid))
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def server_env(bundle: Path, state_dir: Path, **extra: str) -> dict[str, str]:
+    """The benchmark servers' environment: the bundle, a fresh state dir, one API key, no rate limit."""
+    return {
+        **os.environ,
+        "RAQIB_MODEL_DIR": str(bundle.resolve()),
+        "RAQIB_STATE_DIR": str(state_dir),
+        "RAQIB_API_KEYS": BENCH_API_KEY,
+        # The per-key rate limit (50/s by default) is policy, not capacity: it would answer 429 here.
+        "RAQIB_RATE_LIMIT__ENABLED": "false",
+        **extra,
+    }
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, bytes]:
+    """One POST (status and body), for checks before a load run."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# --- closed loop with wrk (preferred) -----------------------------------------------------------
+
+
+def wrk_available() -> bool:
+    """True when the `wrk` binary is on PATH."""
+    return shutil.which("wrk") is not None
+
+
+def _lua_string(body: bytes) -> str:
+    text = body.decode("utf-8")
+    level = 1
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def wrk_script(bodies: Sequence[bytes], headers: dict[str, str]) -> str:
+    """A wrk Lua script: POST the bodies in turn with the headers; print a JSON summary when done."""
+    header_lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    bodies_table = ",\n".join(_lua_string(body) for body in bodies)
+    return WRK_LUA.replace("__BODIES__", bodies_table).replace("__HEADERS__", header_lines)
+
+
+def wrk_closed_loop(
+    url: str, bodies: Sequence[bytes], headers: dict[str, str], connections: int, seconds: float
+) -> dict[str, Any]:
+    """Max throughput with wrk (one thread, keep-alive connections), under loadgen's summary keys."""
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(wrk_script(bodies, headers), encoding="utf-8")
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=False,
+        )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    duration = raw["duration_us"] / 1e6
+    socket_errors = raw["connect"] + raw["read"] + raw["write"]
+    ok = raw["requests"] - raw["status"]
+    return {
+        "mode": CLOSED,
+        "generator": "wrk",
+        "connections": connections,
+        "seconds": duration,
+        "sent": raw["requests"],
+        "ok": ok,
+        "errors": raw["status"] + socket_errors + raw["timeout"],
+        "non_2xx": raw["status"],
+        "connection_errors": socket_errors,
+        "timeouts": raw["timeout"],
+        "throughput_rps": ok / duration if duration else 0.0,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+    }
+
+
+def closed_loop(
+    url: str, bodies: Sequence[bytes], headers: dict[str, str], connections: int, seconds: float
+) -> dict[str, Any]:
+    """Max throughput with wrk when installed, else with the Python generator in its own process."""
+    if wrk_available():
+        return wrk_closed_loop(url, bodies, headers, connections, seconds)
+    summary = run_in_subprocess(
+        url, bodies, mode=CLOSED, seconds=seconds, connections=connections, headers=list(headers.items())
+    )
+    summary["generator"] = "python (training.bench.loadgen)"
+    return summary
+
+
+# --- the section --------------------------------------------------------------------------------
+
+
+def _measure(
+    app: str, bundle: Path, bodies: list[bytes], headers: dict[str, str], with_open_loop: bool, workdir: Path
+) -> dict[str, Any]:
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=workdir))
+    name = app.split(":")[-1]
+    server = ServerProcess(
+        uvicorn_command(app, port), port, server_env(bundle, state), workdir / f"{name}.log"
+    )
+    with server:
+        ready_seconds = server.wait_ready()
+        url = server.base_url + SCORE_PATH
+        status, answer = post(url, bodies[0], headers)
+        if status != 200:
+            raise RuntimeError(f"{app}: POST {SCORE_PATH} answered {status}: {answer[:300]!r}")
+        closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, WARMUP_SECONDS)
+        result: dict[str, Any] = {"ready_seconds": ready_seconds}
+        if with_open_loop:
+            print(f"http: {name} open loop {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s", flush=True)
+            result["open"] = run_in_subprocess(
+                url, bodies, mode=OPEN, rate=OPEN_RATE, seconds=OPEN_SECONDS, headers=list(headers.items())
+            )
+        print(f"http: {name} closed loop, {CLOSED_CONNECTIONS} connections, {CLOSED_SECONDS:g} s", flush=True)
+        result["closed"] = closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, CLOSED_SECONDS)
+        result["rss_mb_after"] = server.tree_rss_mb()
+    return result
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
+
+
+def http_section(bundle: Path) -> Section:
+    """Max throughput of /v1/score vs a bare endpoint (ratio); /v1/score latency at a fixed rate."""
+    title = "HTTP: /v1/score against a bare FastAPI endpoint"
+    stamp = measured_on()
+    bodies = score_bodies()
+    headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}
+    generator = "wrk (1 thread)" if wrk_available() else "the Python generator (training.bench.loadgen)"
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        workdir = Path(tmp)
+        raqib = _measure(RAQIB_APP, bundle, bodies, headers, True, workdir)
+        bare = _measure(BARE_APP, bundle, bodies, headers, False, workdir)
+    raqib_rps = raqib["closed"]["throughput_rps"]
+    bare_rps = bare["closed"]["throughput_rps"]
+    ratio = raqib_rps / bare_rps if bare_rps else 0.0
+    fixed = raqib["open"]
+    errors = fixed["errors"] + raqib["closed"]["errors"]
+    goals = [
+        Goal(
+            "/v1/score max throughput vs bare FastAPI endpoint",
+            f"{ratio:.0%} ({raqib_rps:,.0f} vs {bare_rps:,.0f} requests/s)",
+            "≥ 50 %",
+            missed_by(100 * ratio, 50, " points", higher_is_better=True),
+        ),
+        Goal(
+            f"/v1/score p99 at {OPEN_RATE:g} requests/s (open loop)",
+            f"{_ms(fixed['p99_ms'])} (p50 {_ms(fixed['p50_ms'])}), {fixed['errors']} errors",
+            "p99 ≤ 10 ms, 0 errors",
+            _p99_verdict(fixed),
+        ),
+    ]
+    no_wrk = (
+        "" if wrk_available() else f" (wrk not found: install it with `{WRK_INSTALL}` for a lighter client)"
+    )
+    lines = [
+        stamp,
+        "",
+        "Protocol. Both apps are served by the same command, one after the other, alone on the machine: "
+        f"`uvicorn APP --factory --host 127.0.0.1 --workers 1 --log-level warning --no-access-log` (APP = "
+        f"`{RAQIB_APP}` or `{BARE_APP}`). The bare app parses the same JSON body and returns a fixed "
+        "JSON answer. Raqib runs with its defaults as deployed except the per-key rate limit, switched off "
+        "(`RAQIB_RATE_LIMIT__ENABLED=false`: one key at full speed would get 429s): API key checked, the "
+        "SQLite audit log (in a "
+        "fresh temporary state dir) committed before each answer, its own INFO access line per request, "
+        f"explanations and spans in every answer. Bodies: {len(bodies)} starter comments with their "
+        "article's title and text, sent in turn, with `Authorization: Bearer`. Loopback only.",
+        "",
+        f"- Max throughput: closed loop, {CLOSED_CONNECTIONS} keep-alive connections, {CLOSED_SECONDS:g} s "
+        f"after a {WARMUP_SECONDS:g} s warm-up, generated by {generator}{no_wrk}; only 2xx answers count.",
+        f"- Latency: open loop at a fixed {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s "
+        "(training.bench.loadgen: send times fixed in advance, latency measured from the scheduled send time, so "
+        "a stall is not hidden by the client waiting), before the closed-loop run.",
+        "",
+        "| | /v1/score (Raqib) | bare FastAPI | ratio |",
+        "|---|---|---|---|",
+        f"| max throughput | {raqib_rps:,.0f} requests/s | {bare_rps:,.0f} requests/s | **{ratio:.0%}** |",
+        f"| latency under max load, p50 / p99 | {_ms(raqib['closed']['p50_ms'])} / "
+        f"{_ms(raqib['closed']['p99_ms'])} | {_ms(bare['closed']['p50_ms'])} / "
+        f"{_ms(bare['closed']['p99_ms'])} | — |",
+        f"| errors under max load | {raqib['closed']['errors']} | {bare['closed']['errors']} | — |",
+        f"| server RSS after the runs | {raqib['rss_mb_after']:.0f} MB | {bare['rss_mb_after']:.0f} MB | — |",
+        "",
+        f"| /v1/score at {OPEN_RATE:g} requests/s, open loop | value |",
+        "|---|---|",
+        f"| requests sent / 2xx / errors | {fixed['sent']} / {fixed['ok']} / {fixed['errors']} |",
+        f"| p50 / p90 / p99 / max | {_ms(fixed['p50_ms'])} / {_ms(fixed['p90_ms'])} / "
+        f"{_ms(fixed['p99_ms'])} / {_ms(fixed['max_ms'])} |",
+        f"| generator's own send lag, p99 (must stay small for the schedule to hold) | "
+        f"{_ms(fixed['send_lag_p99_ms'])} |",
+    ]
+    lines += generator_lag_warning(fixed)
+    if errors:
+        lines += ["", f"Errors seen: open loop {fixed['statuses']}, closed loop {raqib['closed']}."]
+    figures = {
+        "raqib": raqib,
+        "bare": bare,
+        "throughput_ratio": ratio,
+        "generator": generator,
+        "open_p99_ms": fixed["p99_ms"],
+        "open_errors": fixed["errors"],
+    }
+    return Section("http", title, lines, goals, figures)
+
+
+def generator_lag_warning(summary: dict[str, Any], limit_ms: float = 2.0) -> list[str]:
+    """A warning when the open-loop generator itself sent late: the machine, not just the server, was busy."""
+    lag = summary.get("send_lag_p99_ms")
+    if lag is None or lag <= limit_ms:
+        return []
+    return [
+        "",
+        f"**Caution:** the load generator itself sent 1 % of its requests more than {lag:.1f} ms late "
+        f"(limit {limit_ms:g} ms): the machine was too busy for these latencies to describe the server "
+        "alone.",
+    ]
+
+
+def _p99_verdict(summary: dict[str, Any]) -> str:
+    problems = []
+    if summary["p99_ms"] is None:
+        problems.append("no successful request")
+    elif (latency := missed_by(summary["p99_ms"], 10.0, " ms")) != "met":
+        problems.append(latency)
+    if summary["errors"]:
+        problems.append(f"{summary['errors']} errors (goal 0)")
+    return "; ".join(problems) if problems else "met"

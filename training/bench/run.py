@@ -1,0 +1,376 @@
+"""`make bench`: the speed and quality report of the exported champion, in experiments/RESULTS.md.
+
+Sections (each can be run alone with `--only`; the others are kept in the file as they were):
+
+- quality   published-protocol anchors (YouTube, SMS, SemEval, AOC) and the corpus-leakage check
+- fasttext  batch throughput and macro-F1 against fastText trained on the same rows
+- latency   one in-process `ModerationModel.score` call
+- http      /v1/score against a bare FastAPI endpoint: max throughput ratio, p99 at a fixed rate
+- training  `raqib train` on the full public build: wall time and peak memory
+- server    cold start to ready, memory then, bundle size
+- dask      the Dask engine's throughput, when training/dask_engine.py provides it
+
+The figures also go to MLflow (experiment `raqib-bench`). `make soak` (training/soak.py) adds the
+soak section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from training.bench.http import (
+    RAQIB_APP,
+    ServerProcess,
+    child_pids,
+    free_port,
+    http_section,
+    rss_mb,
+    server_env,
+    uvicorn_command,
+)
+from training.bench.quality import PUBLIC_BUILD, PUBLIC_CONFIG
+from training.bench.report import (
+    Goal,
+    Section,
+    header_lines,
+    log_to_mlflow,
+    measured_on,
+    missed_by,
+    model_label,
+    skipped,
+    write_results,
+)
+
+DEFAULT_BUNDLE = Path("models/champion")
+SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask")
+# Run order: the short in-process measures first, the long CPU-heavy ones last.
+RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "training")
+
+
+def _starter_comments(limit: int = 500) -> list[dict[str, Any]]:
+    """Starter comments joined to their articles: realistic lengths, Arabic and English."""
+    from training.data.gather import load_starter
+
+    rows = [
+        {"text": r.text, "article_title": r.article_title, "article_text": r.article_text}
+        for r in load_starter("data/starter")
+    ]
+    return (rows * (limit // len(rows) + 1))[:limit]
+
+
+def _call_timings(model: Any, items: Sequence[Any], explain: bool) -> list[float]:
+    for item in items[:50]:
+        model.score([item], explain=explain)
+    timings = []
+    for item in items:
+        started = time.perf_counter()
+        model.score([item], explain=explain)
+        timings.append((time.perf_counter() - started) * 1000)
+    return sorted(timings)
+
+
+def latency_section(bundle: Path) -> Section:
+    """Median and p99 of one `ModerationModel.score` call, with and without explanations."""
+    from serving.model.moderation import CommentInput, ModerationModel
+    from training.bench.loadgen import percentile
+
+    stamp = measured_on()
+    model = ModerationModel.from_bundle(bundle)
+    items = [CommentInput(**row) for row in _starter_comments()]
+    explained = _call_timings(model, items, explain=True)
+    plain = _call_timings(model, items, explain=False)
+    median = statistics.median(explained)
+    figures = {
+        "explained_median_ms": median,
+        "explained_p99_ms": percentile(explained, 99),
+        "plain_median_ms": statistics.median(plain),
+        "plain_p99_ms": percentile(plain, 99),
+        "calls": len(items),
+    }
+    lines = [
+        stamp,
+        "",
+        f"Protocol: {len(items)} sequential calls of `ModerationModel.score([one comment])` in one process "
+        "(after 50 warm-up calls), each a starter comment with its article's title and text, as `/v1/score` "
+        "calls it; no HTTP, no thread limits.",
+        "",
+        "| call | median | p99 |",
+        "|---|---|---|",
+        f"| with explanations and spans (what /v1/score does) | **{median:.2f} ms** | "
+        f"{figures['explained_p99_ms']:.2f} ms |",
+        f"| scores and decision only (`explain=False`) | {figures['plain_median_ms']:.2f} ms | "
+        f"{figures['plain_p99_ms']:.2f} ms |",
+    ]
+    goals = [
+        Goal(
+            "single in-process score (with explanations), median",
+            f"{median:.2f} ms",
+            "≤ 0.5 ms",
+            missed_by(median, 0.5, " ms"),
+        )
+    ]
+    return Section("latency", "Single call latency, in process", lines, goals, figures)
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional set size in MB: shared pages split between the processes that map them."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    kb = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return kb / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = child_pids(frontier.pop())
+        found += children
+        frontier += children
+    return found
+
+
+def training_section(config: Path = PUBLIC_CONFIG, data: Path = PUBLIC_BUILD) -> Section:
+    """Wall seconds and peak memory of `raqib train --config experiments/public.toml --no-register`."""
+    title = "Training time and memory on the full public build"
+    if not data.is_file():
+        return skipped("training", title, f"{data} is absent (build it with `make data`)")
+    stamp = measured_on()
+    command = [sys.executable, "-m", "training.cli.main", "train", "--config", str(config), "--no-register"]
+    print(f"training: {' '.join(command[1:])}", flush=True)
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
+        peak_tree_mb, peak_tree_pss_mb, peak_main_mb = 0.0, 0.0, 0.0
+        while True:
+            # Reap with wait4 ourselves: its rusage is this child's alone, not every child we ever had.
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            tree = [process.pid, *_descendants(process.pid)]
+            peak_main_mb = max(peak_main_mb, rss_mb(process.pid))
+            peak_tree_mb = max(peak_tree_mb, sum(rss_mb(p) for p in tree))
+            peak_tree_pss_mb = max(peak_tree_pss_mb, sum(_pss_mb(p) for p in tree))
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        log = output.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"raqib train failed ({process.returncode}): {log[-800:]}")
+    fitted = re.search(r"trained in ([\d.]+) s on (\d+) rows", log)
+    fit_seconds = float(fitted.group(1)) if fitted else None
+    rows = int(fitted.group(2)) if fitted else None
+    max_rss_mb = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    # Judged on PSS: summing RSS counts the libraries every worker maps (numpy, scipy, ...) once per process.
+    peak_mb = max(peak_tree_pss_mb, max_rss_mb)
+    figures = {
+        "wall_seconds": wall,
+        "fit_seconds": fit_seconds,
+        "rows": rows,
+        "peak_tree_rss_mb": peak_tree_mb,
+        "peak_tree_pss_mb": peak_tree_pss_mb,
+        "peak_main_rss_mb": max(peak_main_mb, max_rss_mb),
+        "ru_maxrss_mb": max_rss_mb,
+    }
+    fit_text = f"{fit_seconds:.1f} s" if fit_seconds is not None else "not reported"
+    lines = [
+        stamp,
+        "",
+        f"Protocol: `{' '.join(['raqib', *command[3:]])}` as a child process (nothing registered), on "
+        f"`{data}`; wall seconds from start to exit (imports, data gathering, the candidate search with "
+        f"{os.cpu_count()} parallel workers, the final fit, frozen-set evaluation, the leakage checks). "
+        "Peak memory, sampled every 0.2 s over the process and its workers: the largest sum of PSS "
+        "(shared pages split between the processes mapping them; the goal is judged on it, or on the "
+        "main process's kernel peak RSS from `wait4` if larger) and, for reference, of RSS (which counts "
+        "every shared library once per process).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| wall time, start to exit | **{wall:.1f} s** |",
+        f"| of which to the fitted model (reported by `raqib train`) | {fit_text} |",
+        f"| training rows after caps | {f'{rows:,}' if rows is not None else '—'} |",
+        f"| peak PSS, process + workers (sampled) | **{peak_tree_pss_mb:,.0f} MB** |",
+        f"| peak RSS, process + workers (sampled) | {peak_tree_mb:,.0f} MB |",
+        f"| peak RSS, main process (kernel) | {max(peak_main_mb, max_rss_mb):,.0f} MB |",
+    ]
+    goals = [
+        Goal("training wall time, full public build", f"{wall:.1f} s", "≤ 60 s", missed_by(wall, 60, " s")),
+        Goal(
+            "training peak memory (PSS, process + workers)",
+            f"{peak_mb / 1024:.2f} GB",
+            "≤ 2 GB",
+            missed_by(peak_mb / 1024, 2.0, " GB"),
+        ),
+    ]
+    return Section("training", title, lines, goals, figures)
+
+
+def server_section(bundle: Path, runs: int = 3) -> Section:
+    """Seconds from process start to /readyz 200 and the server's RSS then (median of `runs`), bundle size."""
+    stamp = measured_on()
+    starts, memories = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        for run in range(runs):
+            port = free_port()
+            state = Path(tmp) / f"state-{run}"
+            env = server_env(bundle, state)
+            with ServerProcess(
+                uvicorn_command(RAQIB_APP, port), port, env, Path(tmp) / "server.log"
+            ) as server:
+                starts.append(server.wait_ready())
+                memories.append(server.tree_rss_mb())
+    size_mb = (bundle / "model.joblib").stat().st_size / 1e6
+    start, memory = statistics.median(starts), statistics.median(memories)
+    figures = {
+        "cold_start_seconds": start,
+        "cold_start_max_seconds": max(starts),
+        "rss_mb": memory,
+        "bundle_mb": size_mb,
+    }
+    lines = [
+        stamp,
+        "",
+        f"Protocol: `uvicorn {RAQIB_APP} --factory --workers 1` started {runs} times; seconds from process "
+        "start to the first 200 from `/readyz` (imports, unpickling and verifying the bundle, warm-up) "
+        "and the process's RSS then; medians.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| cold start to ready, median (max) | **{start:.2f} s** ({max(starts):.2f} s) |",
+        f"| RSS when ready, median | **{memory:.0f} MB** |",
+        f"| bundle size (`model.joblib`) | {size_mb:.1f} MB |",
+    ]
+    goals = [
+        Goal("server cold start to ready", f"{start:.2f} s", "≤ 3 s", missed_by(start, 3, " s")),
+        Goal("server RSS when ready", f"{memory:.0f} MB", "≤ 300 MB", missed_by(memory, 300, " MB")),
+    ]
+    return Section("server", "Server cold start, memory and bundle size", lines, goals, figures)
+
+
+def dask_section(bundle: Path) -> Section:
+    """The Dask engine's own throughput figures, when training/dask_engine.py provides them."""
+    title = "Dask engine"
+    try:
+        module = importlib.import_module("training.batch.dask_engine")
+    except ModuleNotFoundError as exc:
+        return skipped("dask", title, f"not measured (cannot import training.batch.dask_engine: {exc})")
+    measure = getattr(module, "dask_score_throughput", None)
+    if measure is None:
+        return skipped("dask", title, "not measured (training/dask_engine.py has no dask_score_throughput)")
+    stamp = measured_on()
+    figures = dict(measure(bundle, rows=20000, workers=2))
+    lines = [
+        stamp,
+        "",
+        "Protocol: `training.batch.dask_engine.dask_score_throughput(bundle, rows=20000, workers=2)` (its own "
+        "protocol is in its docstring: the engine's `--no-explain` scoring on a local 2-worker cluster, "
+        "beside the local engine).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *[f"| {key} | {_figure(value)} |" for key, value in figures.items()],
+    ]
+    return Section("dask", title, lines, [], figures)
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:,.0f}"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _metadata(bundle: Path) -> dict[str, Any]:
+    metadata: dict[str, Any] = json.loads((bundle / "metadata.json").read_text(encoding="utf-8"))
+    return metadata
+
+
+def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], Section]]:
+    from training.bench.fasttext import fasttext_section
+    from training.bench.quality import quality_section
+
+    return {
+        "quality": lambda: quality_section(bundle, metadata),
+        "fasttext": lambda: fasttext_section(bundle, metadata),
+        "latency": lambda: latency_section(bundle),
+        "http": lambda: http_section(bundle),
+        "training": training_section,
+        "server": lambda: server_section(bundle),
+        "dask": lambda: dask_section(bundle),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen sections, rewrite them in experiments/RESULTS.md, log the figures to MLflow."""
+    parser = argparse.ArgumentParser(prog="python -m training.bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="Serving bundle to measure.")
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="Run this section only (repeatable)."
+    )
+    parser.add_argument("--skip-training", action="store_true", help="Leave the ~75 s training run out.")
+    parser.add_argument("--no-mlflow", action="store_true", help="Do not log a run to MLflow.")
+    args = parser.parse_args(argv)
+    bundle: Path = args.bundle
+    if not (bundle / "model.joblib").is_file():
+        parser.error(f"no bundle at {bundle}: run `make demo` (or raqib train/promote/export) first")
+    metadata = _metadata(bundle)
+    chosen = set(args.only or SECTIONS) - ({"training"} if args.skip_training else set())
+    runners = _runners(bundle, metadata)
+    header = header_lines(bundle, metadata)
+    done: list[Section] = []
+    failed = False
+    for key in (k for k in RUN_ORDER if k in chosen):
+        print(f"== {key}", flush=True)
+        started = time.perf_counter()
+        before = _metadata(bundle)
+        try:
+            section = runners[key]()
+        except Exception as exc:  # one broken section must not lose the others' figures
+            failed = True
+            traceback.print_exc()
+            section = skipped(key, key, f"failed with {exc.__class__.__name__}: {exc}")
+        after = _metadata(bundle)
+        section.model = model_label(bundle, before)
+        if after.get("sha256") != before.get("sha256"):
+            failed = True
+            section.lines[:0] = [
+                f"**WARNING: the bundle was replaced while this section ran** (now "
+                f"{model_label(bundle, after)}): its figures may mix both models.",
+                "",
+            ]
+        print(f"   {key} took {time.perf_counter() - started:.0f} s", flush=True)
+        done.append(section)
+        write_results([section], header)
+    text = write_results([], header)
+    print(text)
+    if not args.no_mlflow and done:
+        params = {
+            "bundle": str(bundle),
+            "model_version": metadata.get("version"),
+            "bundle_sha256": metadata.get("sha256"),
+            "sections": ",".join(s.key for s in done),
+            "cpu_count": os.cpu_count(),
+        }
+        run_id = log_to_mlflow(done, params, run_name="bench")
+        print(f"logged to MLflow experiment raqib-bench, run {run_id}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""One experiment: gather data, compare candidates, choose thresholds, fit the Pipeline, evaluate."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import SGDClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
+
+from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP, Thresholds
+from serving.schema import OFF_TOPIC, SPAM
+from training.experiment.config import CandidateConfig, ExperimentConfig
+from training.data.contract import LabeledRecord
+from training.data.gather import (
+    augment_context,
+    fingerprint,
+    gather,
+    record_group,
+    split_frozen,
+    to_frame,
+    with_comment_id,
+)
+from training.experiment.evaluate import (
+    choose_thresholds,
+    classification_metrics,
+    false_off_topic_rates,
+    off_topic_auc,
+    per_source_metrics,
+)
+from training.experiment.pipeline import build_classifier, build_pipeline
+
+Progress = Callable[[str, float], None]
+
+
+def _quiet(_message: str, _fraction: float) -> None:
+    return None
+
+
+@dataclass
+class TrainResult:
+    """Everything a run produced: the fitted Pipeline, its thresholds and its evidence."""
+
+    pipeline: Pipeline
+    labels: list[str]
+    thresholds: dict[str, dict[str, float]]
+    best: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    fingerprint: dict[str, Any]
+    frozen_fingerprint: dict[str, Any]
+    notes: dict[str, str]
+    config: ExperimentConfig
+    frozen_records: list[LabeledRecord] = field(repr=False, default_factory=list)
+    train_seconds: float = 0.0
+
+
+def candidate_grid(candidates: Sequence[CandidateConfig]) -> list[tuple[str, dict[str, Any]]]:
+    """Expand each candidate's grid into concrete (kind, params) settings."""
+    settings = []
+    for candidate in candidates:
+        keys = sorted(candidate.grid)
+        for values in itertools.product(*(candidate.grid[k] for k in keys)) if keys else [()]:
+            settings.append((candidate.kind, {**candidate.params, **dict(zip(keys, values, strict=True))}))
+    return settings
+
+
+def sample_weights(records: Sequence[LabeledRecord], weights: dict[str, float]) -> np.ndarray:
+    """Per-row weight from the source (SMS is not comment spam: weigh it low, etc.)."""
+    return np.array([weights.get(r.source or "", 1.0) for r in records], dtype=np.float64)
+
+
+def learned_labels(config: ExperimentConfig, records: Sequence[LabeledRecord]) -> list[str]:
+    """The default labels present in the data plus any other label a site's data carries."""
+    present = {r.label for r in records if r.label}
+    ordered = [label for label in config.labels if label in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def _featurizer(config: ExperimentConfig) -> Pipeline:
+    full = build_pipeline(config.features, "logreg", {}, config.seed)
+    return Pipeline(full.steps[:2])
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    root: Path = Path("."),
+    progress: Progress = _quiet,
+    extra_train: Sequence[LabeledRecord] = (),
+    search_backend: str | None = None,
+) -> TrainResult:
+    """Train and evaluate per the config; nothing is logged or registered here.
+
+    `extra_train` (e.g. older moderator feedback) joins the training side only: it has its own,
+    time-based evaluation slice, so it never enters the frozen set. `search_backend` names a joblib
+    backend for the candidate × fold fits, e.g. "dask" inside a distributed Client; None keeps
+    them in local processes (`n_jobs` of the config).
+    """
+    started = time.perf_counter()
+    progress("gathering data", 0.02)
+    records, notes = gather(config.data, config.labels, root)
+    if extra_train:
+        notes["feedback"] = f"{len(extra_train)} feedback records (training only)"
+    if not records and not extra_train:
+        raise ValueError("no training records: check the data section of the experiment config")
+    labels = learned_labels(config, [*records, *extra_train])
+    train, frozen = split_frozen(records)
+    train = [*train, *(with_comment_id(r) for r in extra_train)]
+    if len({r.label for r in train}) < 2:
+        raise ValueError("training split has fewer than two labels; add data")
+
+    # Unsupervised parts (vocabulary, IDF, LSA) are fitted once on the augmented training texts;
+    # only the classifiers are refitted per fold, so the search costs one featurisation.
+    progress("featurising", 0.10)
+    fit_records = augment_context(train, config.augment, config.seed)
+    featurizer = _featurizer(config)
+    x_fit = featurizer.fit_transform(to_frame(fit_records))
+    y_fit = np.array([r.label for r in fit_records])
+    w_fit = sample_weights(fit_records, config.data.source_weights)
+    x_train = x_fit[: len(train)]  # augment_context keeps the originals first, in order
+    y_train = y_fit[: len(train)]
+    base_groups = [record_group(r) for r in train]
+    # Augmented copies follow their original into the same fold.
+    origin = {r.comment_id: record_group(r) for r in train}
+    fit_groups = [origin.get((r.comment_id or "").split("#")[0], record_group(r)) for r in fit_records]
+
+    n_splits = max(2, min(config.cv_folds, len(set(base_groups))))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=config.seed)
+    folds = list(splitter.split(np.zeros(len(train)), y_train, base_groups))
+    group_to_fold = {}
+    for fold, (_, val_idx) in enumerate(folds):
+        for i in val_idx:
+            group_to_fold[base_groups[i]] = fold
+    fit_fold = np.array([group_to_fold.get(g, -1) for g in fit_groups])
+
+    settings = candidate_grid(config.candidates)
+    progress(f"cross-validating {len(settings)} candidate settings × {len(folds)} folds", 0.2)
+    jobs = [(s, fold) for s in range(len(settings)) for fold in range(len(folds))]
+    search: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    n_jobs = config.n_jobs
+    if search_backend is not None:
+        search = parallel_config(backend=search_backend)
+        # config.n_jobs counts this machine's cores; on a cluster every worker thread takes fits.
+        n_jobs = -1
+    with search:
+        fitted = Parallel(n_jobs=n_jobs, prefer="processes")(
+            delayed(_fit_fold)(
+                settings[s][0],
+                settings[s][1],
+                config.seed,
+                x_fit,
+                y_fit,
+                w_fit,
+                fit_fold != fold,
+                x_train[folds[fold][1]],
+            )
+            for s, fold in jobs
+        )
+    candidates: list[dict[str, Any]] = []
+    oof_by_setting: dict[int, np.ndarray] = {}
+    for s, (kind, params) in enumerate(settings):
+        oof = np.zeros((len(train), len(labels)))
+        seconds = 0.0
+        for (job_setting, fold), (classes, proba, elapsed) in zip(jobs, fitted, strict=True):
+            if job_setting != s:
+                continue
+            val_idx = folds[fold][1]
+            seconds += elapsed
+            for k, label in enumerate(classes):
+                oof[val_idx, labels.index(label)] = proba[:, k]
+        metrics = classification_metrics(y_train, oof, labels)
+        candidates.append(
+            {
+                "kind": kind,
+                "params": params,
+                "cv_macro_f1": metrics["macro_f1"],
+                "cv_accuracy": metrics["accuracy"],
+                "cv_ece": metrics["ece"],
+                "seconds": round(seconds, 2),
+            }
+        )
+        oof_by_setting[s] = oof
+    best_index = max(range(len(settings)), key=lambda s: candidates[s]["cv_macro_f1"])
+    best_kind, best_params = settings[best_index]
+    oof = oof_by_setting[best_index]
+    thresholds = choose_thresholds(
+        y_train,
+        oof,
+        labels,
+        target_precision=config.thresholds.target_precision,
+        target_recall=config.thresholds.target_recall,
+        min_support=config.thresholds.min_support,
+    )
+
+    progress(f"fitting {best_kind}", 0.75)
+    classifier = build_classifier(best_kind, best_params, config.seed)
+    classifier.fit(x_fit, y_fit, sample_weight=w_fit)
+    pipeline = Pipeline(
+        [
+            (PREPROCESS_STEP, featurizer.named_steps[PREPROCESS_STEP]),
+            (FEATURES_STEP, featurizer.named_steps[FEATURES_STEP]),
+            (CLASSIFIER_STEP, classifier),
+        ]
+    )
+    train_seconds = time.perf_counter() - started
+
+    progress("evaluating on the frozen set", 0.85)
+    model_labels = [str(c) for c in pipeline.classes_]
+    metrics: dict[str, Any] = {"cv": candidates[best_index]}
+    policy = Thresholds(thresholds["reject_at"], thresholds["review_at"])
+    if frozen:
+        proba = _aligned_proba(pipeline, frozen, model_labels, labels)
+        metrics["frozen"] = classification_metrics([r.label for r in frozen], proba, labels)
+        metrics["frozen_per_source"] = per_source_metrics(frozen, proba, labels)
+        metrics["frozen_off_topic_auc"] = {
+            name: off_topic_auc(frozen, proba, labels, sources)
+            for name, sources in (
+                ("aoc_constructed", ("aoc", "aoc_repaired")),
+                ("semeval2015", ("semeval2015",)),
+                ("starter", ("starter",)),
+            )
+        }
+
+        def predict(frame: Any) -> np.ndarray:
+            return _reorder(pipeline.predict_proba(frame), model_labels, labels)
+
+        metrics["false_off_topic"] = false_off_topic_rates(predict, frozen, labels, policy)
+    progress("checking for corpus leakage", 0.93)
+    metrics["leakage"] = corpus_leakage(featurizer, train, config.seed)
+    tweets = tweet_accounts_check(pipeline, config, root)
+    if tweets:
+        metrics["leakage"]["tweet_accounts"] = tweets
+    metrics["train_seconds"] = round(train_seconds, 2)
+    progress("done", 1.0)
+    return TrainResult(
+        pipeline=pipeline,
+        labels=labels,
+        thresholds=thresholds,
+        best={"kind": best_kind, "params": best_params},
+        candidates=candidates,
+        metrics=metrics,
+        fingerprint=fingerprint(train),
+        frozen_fingerprint=fingerprint(frozen),
+        notes=notes,
+        config=config,
+        frozen_records=frozen,
+        train_seconds=train_seconds,
+    )
+
+
+def _fit_fold(
+    kind: str,
+    params: dict[str, Any],
+    seed: int,
+    x_fit: Any,
+    y_fit: np.ndarray,
+    w_fit: np.ndarray,
+    fit_mask: np.ndarray,
+    x_val: Any,
+) -> tuple[list[str], np.ndarray, float]:
+    """Fit one candidate on one fold's training part; out-of-fold probabilities and seconds."""
+    started = time.perf_counter()
+    clf = build_classifier(kind, params, seed)
+    clf.fit(x_fit[fit_mask], y_fit[fit_mask], sample_weight=w_fit[fit_mask])
+    return [str(c) for c in clf.classes_], clf.predict_proba(x_val), time.perf_counter() - started
+
+
+def _reorder(proba: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndarray:
+    out = np.zeros((proba.shape[0], len(labels)))
+    for k, label in enumerate(model_labels):
+        out[:, labels.index(label)] = proba[:, k]
+    return out
+
+
+def _aligned_proba(
+    pipeline: Pipeline, records: Sequence[LabeledRecord], model_labels: list[str], labels: list[str]
+) -> np.ndarray:
+    return _reorder(pipeline.predict_proba(to_frame(records)), model_labels, labels)
+
+
+def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed: int) -> dict[str, Any]:
+    """Can the same features tell which corpus a comment came from? (High = shortcut risk.)
+
+    Fits a linear (log-loss SGD) classifier predicting `source` from the model's own features with
+    article-grouped folds, and reports its accuracy beside the majority-class baseline.
+    """
+    sources = [r.source or "unknown" for r in records]
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s] = counts.get(s, 0) + 1
+    if len(counts) < 2:
+        return {"note": "one source only; nothing to check"}
+    x = featurizer.transform(to_frame(records))
+    y = np.array(sources)
+    groups = [record_group(r) for r in records]
+    n_splits = max(2, min(3, len(set(groups))))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    predicted = np.empty(len(y), dtype=object)
+    for fit_idx, val_idx in splitter.split(x, y, groups):
+        clf = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-3, random_state=seed)
+        if len(set(y[fit_idx])) < 2:
+            predicted[val_idx] = y[fit_idx][0]
+            continue
+        with warnings.catch_warnings():
+            # A few epochs are enough to see whether sources separate; convergence is beside the point.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(x[fit_idx], y[fit_idx])
+        predicted[val_idx] = clf.predict(x[val_idx])
+    accuracy = float((predicted == y).mean())
+    majority = max(counts.values()) / len(y)
+    off_topic_sources = {r.source for r in records if r.label == OFF_TOPIC}
+    return {
+        "source_accuracy": accuracy,
+        "majority_baseline": majority,
+        "n_sources": len(counts),
+        "sources": counts,
+        "off_topic_sources": sorted(s for s in off_topic_sources if s),
+    }
+
+
+def tweet_accounts_check(pipeline: Pipeline, config: ExperimentConfig, root: Path) -> dict[str, Any] | None:
+    """Does the model call Arabic tweets spam just for being tweets?
+
+    `ar_tweet_accounts` holds genuine and spam accounts' tweets from the same platform and is
+    never trained on. If the model had learned "tweet ⇒ spam" from the spam-only tweet corpus,
+    it would flag the genuine accounts about as often as the spam ones.
+    """
+    from training.data.contract import read_records
+
+    if not config.data.public or "ar_tweet_accounts" not in config.data.exclude_sources:
+        return None
+    path = root / config.data.public
+    if not path.is_file():
+        return None
+    rows = [r for r in read_records(path) if r.source == "ar_tweet_accounts"]
+    if not rows or len({r.label for r in rows}) < 2:
+        return None
+    labels = [str(c) for c in pipeline.classes_]
+    if SPAM not in labels:
+        return None
+    p_spam = pipeline.predict_proba(to_frame(rows))[:, labels.index(SPAM)]
+    is_spam = np.array([r.label == SPAM for r in rows])
+    return {
+        "n": len(rows),
+        "genuine_accounts_called_spam": float((p_spam[~is_spam] >= 0.5).mean()),
+        "spam_accounts_called_spam": float((p_spam[is_spam] >= 0.5).mean()),
+        "auc_spam_vs_genuine": float(roc_auc_score(is_spam, p_spam)),
+    }
