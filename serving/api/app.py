@@ -25,11 +25,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from serving.api.integrations import akismet, coral, perspective, webhooks
-from serving.api.queue import routes as queue
-from serving.api.routes import admin, articles, feedback, health, model_info, score
 from serving.api.deps import Service
 from serving.api.errors import install_error_handlers
+from serving.api.integrations import akismet, coral, perspective, webhooks
 from serving.api.middleware import (
     BodyLimitMiddleware,
     JsonLogFormatter,
@@ -37,12 +35,14 @@ from serving.api.middleware import (
     too_large,
     too_large_message,
 )
-from serving.runtime.metrics import ServiceMetrics
-from serving.model.moderation import BundleError
+from serving.api.queue import routes as queue
 from serving.api.queue.auth import build_queue_auth
 from serving.api.ratelimit import RateLimiter
-from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
+from serving.api.routes import admin, articles, feedback, health, model_info, score
+from serving.model.bundle import BundleError
 from serving.runtime.holder import ModelHolder
+from serving.runtime.metrics import ServiceMetrics
+from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.store.store import StoreHolder, default_store_url
 
 logger = logging.getLogger("raqib")

@@ -11,10 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.api.errors import ApiError
-from serving.runtime.metrics import ServiceMetrics
 from serving.api.ratelimit import DEFAULT_POLICY, RateLimiter, caller_id
-from serving.settings import Settings
 from serving.runtime.holder import LoadedModel, ModelHolder
+from serving.runtime.metrics import ServiceMetrics
+from serving.settings import Settings
 from serving.store.store import Store, StoreError, StoreHolder
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}

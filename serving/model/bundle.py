@@ -1,11 +1,12 @@
-"""Write a serving bundle (the joblib-pickled Pipeline plus metadata carrying its sha256).
+"""A serving bundle on disk: the joblib-pickled Pipeline and metadata.json carrying its sha256.
 
-It lives in serving/ because both sides write bundles: `raqib export` after training, and the
-server when it caches a registry model named by RAQIB_MODEL_URI.
+Both sides write bundles (`raqib export`, and the server when it caches a registry version) and the
+server reads them; unpickling happens only after the checksum matches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,7 +14,36 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from serving.model.moderation import METADATA_FILE, MODEL_FILE, sha256_file
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+
+
+class BundleError(RuntimeError):
+    """A model bundle that is missing, corrupt or fails its checksum."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_bundle_metadata(bundle_dir: str | Path) -> dict[str, Any]:
+    """The bundle's metadata.json, or BundleError saying what is wrong."""
+    path = Path(bundle_dir) / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"no {METADATA_FILE} in {bundle_dir}") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"unreadable {path}: {exc}") from None
+    for key in ("name", "version", "labels", "thresholds", "sha256"):
+        if key not in metadata:
+            raise BundleError(f"{path} lacks '{key}'")
+    return metadata
 
 
 def write_bundle(pipeline: Any, metadata: dict[str, Any], output: str | Path) -> dict[str, Any]:

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.model.moderation import (
-    METADATA_FILE,
-    BundleError,
-    CommentInput,
-    ModerationModel,
-    read_bundle_metadata,
-)
+from serving.model.bundle import METADATA_FILE, BundleError, read_bundle_metadata
+from serving.model.moderation import CommentInput, ModerationModel
 from serving.runtime.policy import SiteRules, resolve_sites, unknown_labels
-from serving.settings import Settings
 from serving.runtime.shadow import ShadowTracker
+from serving.settings import Settings
 
 logger = logging.getLogger("raqib.model")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from serving.model.moderation import APPROVE, REJECT, REVIEW, Thresholds
+from serving.model.decisions import APPROVE, REJECT, REVIEW, Thresholds
 from serving.settings import SitePolicy
 
 ENFORCE = "enforce"

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from serving.runtime.metrics import ServiceMetrics
 from serving.model.moderation import CommentInput
+from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.policy import apply_policy
 from serving.store.store import NO_SITE, Store, StoreError, UTCDateTime, describe_error, utcnow
 

@@ -18,9 +18,9 @@ import joblib
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api.routes.admin import perform_reload
 from serving.api.app import _reload_quietly
-from serving.model.moderation import METADATA_FILE, MODEL_FILE, sha256_file
+from serving.api.routes.admin import perform_reload
+from serving.model.bundle import METADATA_FILE, MODEL_FILE, sha256_file
 from tests.api.conftest import ADMIN, AUTH, MakeClient
 from tests.api.test_model_lifecycle_api import corrupt_checksum, truncate_pickle
 from tests.conftest import SPAM
@@ -128,7 +128,7 @@ def test_a_sighup_reload_of_a_broken_bundle_keeps_the_old_model_serving(
 
 
 def test_the_reload_function_raises_and_swaps_nothing(make_client: MakeClient, bundle_copy: Path) -> None:
-    from serving.model.moderation import BundleError
+    from serving.model.bundle import BundleError
 
     client = make_client(model_dir=bundle_copy)
     service = client.app.state.service  # type: ignore[attr-defined]

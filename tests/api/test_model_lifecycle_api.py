@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.model.moderation import METADATA_FILE, MODEL_FILE, sha256_file
+from serving.model.bundle import METADATA_FILE, MODEL_FILE, sha256_file
 from tests.api.conftest import ADMIN, AUTH, MakeClient
 from tests.conftest import SPAM
 

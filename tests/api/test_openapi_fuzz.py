@@ -33,9 +33,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serving.api.queue.routes import LANG_COOKIE, LOGIN_PATH, LOGOUT_PATH, QUEUE_PATH
-from serving.api.queue.auth import LOGIN_COOKIE, SESSION_COOKIE
 from serving.api.integrations.signatures import sign_coral, sign_raqib
+from serving.api.queue.auth import LOGIN_COOKIE, SESSION_COOKIE
+from serving.api.queue.routes import LANG_COOKIE, LOGIN_PATH, LOGOUT_PATH, QUEUE_PATH
 from tests.api.conftest import ADMIN_KEY, API_KEY, AUTH, MakeClient
 
 pytestmark = pytest.mark.api

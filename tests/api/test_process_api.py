@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serving.model.moderation import METADATA_FILE
+from serving.model.bundle import METADATA_FILE
 from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api.queue.routes import CONTENT_SECURITY_POLICY, ui_strings
 from serving.api.queue.auth import SESSION_COOKIE, QueueAuth
-from serving.store.queue import decisions_for
+from serving.api.queue.routes import CONTENT_SECURITY_POLICY, ui_strings
 from serving.settings import Settings, SettingsError
+from serving.store.queue import decisions_for
 from serving.store.store import Store
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import ABUSIVE, ON_POLITICS, POLITICS_BODY, POLITICS_TITLE, SPAM

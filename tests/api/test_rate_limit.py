@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from serving.api.integrations.signatures import sign_coral, sign_raqib
 from serving.api.ratelimit import RateLimiter, caller_id
 from serving.settings import RateLimit
-from serving.api.integrations.signatures import sign_coral, sign_raqib
 from tests.api.conftest import API_KEY, AUTH, OTHER_API_KEY, MakeClient
 from tests.conftest import ON_POLITICS, SPAM
 

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from serving.api.middleware import JsonLogFormatter
 from serving.api.app import create_app
+from serving.api.middleware import JsonLogFormatter
 from serving.settings import Settings, SettingsError, load_settings
 from serving.store.store import StoreWriter
 from tests.api.conftest import API_KEY, AUTH, MakeClient

@@ -6,7 +6,8 @@ generalisation rather than recall.
 
 import pytest
 
-from serving.model.moderation import APPROVE, CommentInput
+from serving.model.decisions import APPROVE
+from serving.model.moderation import CommentInput
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

@@ -47,7 +47,8 @@ def _repo():
 def test_register_gate_and_export(tracking, starter_result) -> None:
     from mlflow import MlflowClient
 
-    from serving.model.moderation import BundleError, ModerationModel
+    from serving.model.bundle import BundleError
+    from serving.model.moderation import ModerationModel
     from training.registry.tracking import CHALLENGER, CHAMPION, export_bundle, log_and_register, promote
 
     name = starter_result.config.registered_model

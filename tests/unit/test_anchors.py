@@ -4,8 +4,8 @@ import zlib
 
 import pytest
 
-from training.experiment.anchors import _mean_average_precision, semeval_anchors, sms_anchor, youtube_anchors
 from training.data.contract import LabeledRecord
+from training.experiment.anchors import _mean_average_precision, semeval_anchors, sms_anchor, youtube_anchors
 
 pytestmark = pytest.mark.unit
 

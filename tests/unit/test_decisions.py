@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from serving.model.moderation import APPROVE, REJECT, REVIEW, Thresholds, decide
+from serving.model.decisions import APPROVE, REJECT, REVIEW, Thresholds, decide
 from training.experiment.evaluate import choose_thresholds, classification_metrics, expected_calibration_error
 
 pytestmark = pytest.mark.unit

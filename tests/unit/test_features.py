@@ -7,14 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from serving.features.ngrams import (
-    ArticleRelation,
-    CommentPreprocessor,
-    SpamSignals,
-    TextNgrams,
-    content_tokens,
-    light_stem,
-)
+from serving.features.ngrams import TextNgrams
+from serving.features.prepare import CommentPreprocessor
+from serving.features.relation import ArticleRelation
+from serving.features.signals import SpamSignals
+from serving.text.tokens import content_tokens, light_stem
 from tests.conftest import POLITICS_BODY, POLITICS_TITLE, SPORT_BODY, SPORT_TITLE, tiny_training_frame
 
 pytestmark = pytest.mark.unit
@@ -45,7 +42,7 @@ def test_fast_tfidf_matches_sklearn(prepared, analyzer: str) -> None:
 
 
 def _head(prepared, n):
-    from serving.features.ngrams import PreparedComments
+    from serving.features.prepare import PreparedComments
 
     return PreparedComments(*(getattr(prepared, f)[:n] for f in ("raw_text", "text", "title", "body")))
 

@@ -10,16 +10,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from serving.features.ngrams import (
-    ArticleRelation,
-    CommentPreprocessor,
-    HashedNgrams,
-    PreparedComments,
-    SequentialFeatureUnion,
-    SpamSignals,
-    char_wb_grams,
-    word_grams,
-)
+from serving.features.ngrams import HashedNgrams, char_wb_grams, word_grams
+from serving.features.prepare import CommentPreprocessor, PreparedComments, SequentialFeatureUnion
+from serving.features.relation import ArticleRelation
+from serving.features.signals import SpamSignals
 from serving.model.moderation import _linear_scorer
 from tests.conftest import REPO, tiny_training_frame
 

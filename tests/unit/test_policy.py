@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.model.moderation import Thresholds, decide
+from serving.model.decisions import Thresholds, decide
 from serving.runtime.policy import SiteRules, apply_policy, resolve_sites, unknown_labels
 from serving.settings import SitePolicy
 

@@ -154,7 +154,8 @@ def read_bundle(spec: str) -> tuple[Any, BundleFiles]:
     """The verified model (for the client) and its bundle's files (for the workers)."""
     import hashlib
 
-    from serving.model.moderation import METADATA_FILE, MODEL_FILE, ModerationModel
+    from serving.model.bundle import METADATA_FILE, MODEL_FILE
+    from serving.model.moderation import ModerationModel
 
     with resolved_bundle(spec) as directory:
         model = ModerationModel.from_bundle(directory)

@@ -236,7 +236,8 @@ def apply(name: str, texts: Sequence[str], seed: int = 0) -> list[str]:
 
 def catch_rate(model: Any, texts: Sequence[str]) -> float:
     """Share of texts whose decided action is not approve (one batch, no article)."""
-    from serving.model.moderation import APPROVE, CommentInput
+    from serving.model.decisions import APPROVE
+    from serving.model.moderation import CommentInput
 
     if not texts:
         return 0.0

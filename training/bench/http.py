@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from training.bench.report import Goal, Section, measured_on, missed_by
 from training.bench.loadgen import CLOSED, OPEN, run_in_subprocess
+from training.bench.report import Goal, Section, measured_on, missed_by
 
 RAQIB_APP = "serving.api.app:create_app"
 BARE_APP = "training.bench.http:create_bare_app"

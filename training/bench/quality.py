@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from training.bench.report import Goal, Section, measured_on, missed_by, skipped
-from training.experiment.config import ExperimentConfig
 from training.data.contract import LabeledRecord
+from training.experiment.config import ExperimentConfig
 
 PUBLIC_BUILD = Path("data/build/public.jsonl")
 PUBLIC_CONFIG = Path("experiments/public.toml")
@@ -45,8 +45,8 @@ class ChampionSplit:
 
 def champion_split(metadata: dict[str, Any], root: Path = Path(".")) -> ChampionSplit:
     """Gather the data the champion's config names and split it as training did (frozen = hash buckets)."""
-    from training.experiment.config import load_config
     from training.data.gather import fingerprint, gather, split_frozen
+    from training.experiment.config import load_config
 
     config = load_config(root / PUBLIC_CONFIG)
     if metadata.get("experiment") not in (None, config.name):
@@ -79,14 +79,14 @@ def quality_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC_
         return skipped(
             "quality", title, f"{data} is absent (build it with `make data` / `raqib datasets build`)"
         )
+    from training.data.contract import read_records
+    from training.data.gather import load_starter
     from training.experiment.anchors import (
         aoc_constructed_anchor,
         semeval_anchors,
         sms_anchor,
         youtube_anchors,
     )
-    from training.data.contract import read_records
-    from training.data.gather import load_starter
 
     stamp = measured_on()
     records = read_records(data)

@@ -39,6 +39,7 @@ from training.bench.http import (
     score_bodies,
     server_env,
 )
+from training.bench.loadgen import OPEN, command, parse_output, write_bodies
 from training.bench.report import (
     Goal,
     Section,
@@ -48,7 +49,6 @@ from training.bench.report import (
     model_label,
     write_results,
 )
-from training.bench.loadgen import OPEN, command, parse_output, write_bodies
 
 SOAK_ADMIN_KEY = "soak-admin-key"
 READY_LINE = re.compile(r"serving \S+ \S+ from ")

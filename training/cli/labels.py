@@ -80,6 +80,7 @@ def import_command(
     """Import a labelled export as canonical JSONL: validated, de-duplicated, latest decision wins."""
     from rich.table import Table
 
+    from training.batch.scoring import ColumnError, load_mapping, mapping_path
     from training.data.contract import ContractError
     from training.labels.importers import (
         ImportInputError,
@@ -88,7 +89,6 @@ def import_command(
         import_export,
         parse_label_map,
     )
-    from training.batch.scoring import ColumnError, load_mapping, mapping_path
 
     fmt = export_format.value
     console = _console()

@@ -58,9 +58,9 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from training.experiment.config import ConfigError, load_config
-    from training.data.contract import ContractError
     from training.batch.dask_engine import DaskEngineError, check_engine_options, dask_client
+    from training.data.contract import ContractError
+    from training.experiment.config import ConfigError, load_config
     from training.experiment.train import run_experiment
 
     console = Console()
@@ -270,8 +270,8 @@ def retrain(
     from rich.table import Table
 
     from serving.store.store import default_store_url
-    from training.experiment.config import ConfigError, load_config
     from training.data.contract import ContractError
+    from training.experiment.config import ConfigError, load_config
     from training.labels.retrain import retrain as run_retrain
 
     console = Console()
@@ -361,14 +361,14 @@ def anchors(
     from rich.console import Console
     from rich.table import Table
 
+    from training.data.contract import ContractError, read_records
+    from training.data.gather import load_starter
     from training.experiment.anchors import (
         aoc_constructed_anchor,
         semeval_anchors,
         sms_anchor,
         youtube_anchors,
     )
-    from training.data.contract import ContractError, read_records
-    from training.data.gather import load_starter
 
     console = Console()
     try:
@@ -460,7 +460,8 @@ def _load_pipeline(model: str):  # type: ignore[no-untyped-def]
         import mlflow.sklearn
 
         return mlflow.sklearn.load_model(model)
-    from serving.model.moderation import BundleError, ModerationModel
+    from serving.model.bundle import BundleError
+    from serving.model.moderation import ModerationModel
 
     try:
         return ModerationModel.from_bundle(model).pipeline

@@ -114,7 +114,7 @@ def score(
         TimeRemainingColumn,
     )
 
-    from serving.model.moderation import BundleError
+    from serving.model.bundle import BundleError
     from training.batch.dask_engine import (
         DaskEngineError,
         check_engine_options,
@@ -273,7 +273,7 @@ def _run_on_dask(
 def _summary_table(summary):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    from serving.model.moderation import ACTIONS
+    from serving.model.decisions import ACTIONS
 
     table = Table(title="Scored rows by action × predicted label", show_footer=True)
     table.add_column("action", footer="total")

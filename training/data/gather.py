@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from serving.schema import CANONICAL_COLUMNS, OFF_TOPIC
-from training.experiment.config import AugmentConfig, DataConfig
 from training.data.contract import ContractError, LabeledRecord, read_records, records_fingerprint
 from training.data.splits import FROZEN_EVAL_BUCKETS, group_key, split_bucket
+from training.experiment.config import AugmentConfig, DataConfig
 
 STARTER_ARTICLES = "articles.jsonl"
 STARTER_COMMENTS = "comments.jsonl"

@@ -23,11 +23,11 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 from serving.schema import OFF_TOPIC, ON_TOPIC, SPAM
-from training.experiment.config import FeatureConfig
 from training.data.contract import LabeledRecord
 from training.data.gather import to_frame
-from training.experiment.pipeline import build_pipeline
 from training.data.splits import split_bucket
+from training.experiment.config import FeatureConfig
+from training.experiment.pipeline import build_pipeline
 
 TEXT_ONLY = FeatureConfig(min_df=1, lsa_components=50)
 

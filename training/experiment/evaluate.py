@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from serving.model.moderation import NEVER_REJECT, REJECT, Thresholds, decide
+from serving.model.decisions import NEVER_REJECT, REJECT, Thresholds, decide
 from serving.schema import ACCEPTABLE_LABEL, OFF_TOPIC, ON_TOPIC
 from training.data.contract import LabeledRecord
 

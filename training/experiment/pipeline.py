@@ -10,14 +10,10 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from serving.features.ngrams import (
-    ArticleRelation,
-    CommentPreprocessor,
-    HashedNgrams,
-    SequentialFeatureUnion,
-    SpamSignals,
-    TextNgrams,
-)
+from serving.features.ngrams import HashedNgrams, TextNgrams
+from serving.features.prepare import CommentPreprocessor, SequentialFeatureUnion
+from serving.features.relation import ArticleRelation
+from serving.features.signals import SpamSignals
 from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 from training.experiment.config import FeatureConfig
 

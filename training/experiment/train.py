@@ -19,9 +19,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
-from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP, Thresholds
+from serving.model.decisions import Thresholds
+from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 from serving.schema import OFF_TOPIC, SPAM
-from training.experiment.config import CandidateConfig, ExperimentConfig
 from training.data.contract import LabeledRecord
 from training.data.gather import (
     augment_context,
@@ -32,6 +32,7 @@ from training.data.gather import (
     to_frame,
     with_comment_id,
 )
+from training.experiment.config import CandidateConfig, ExperimentConfig
 from training.experiment.evaluate import (
     choose_thresholds,
     classification_metrics,

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from serving.text.normalize import normalize
 from serving.schema import DEFAULT_LABELS
+from serving.text.normalize import normalize
+from training.batch.scoring import ScoreInputError, iter_csv, iter_jsonl, read_csv_header
 from training.data.contract import (
     OPTIONAL_COLUMNS,
     ContractError,
@@ -27,7 +28,6 @@ from training.data.contract import (
     validate_record,
     write_jsonl,
 )
-from training.batch.scoring import ScoreInputError, iter_csv, iter_jsonl, read_csv_header
 
 FORMATS = ("labelstudio", "argilla", "doccano", "csv", "feedback")
 DEFAULT_OUT_DIR = Path("data/labeled")

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from serving.schema import SPAM
-from training.experiment.config import ExperimentConfig
 from training.data.contract import ContractError, LabeledRecord, validate_record
+from training.experiment.config import ExperimentConfig
 
 # Tolerances: how much worse than the champion a challenger may be and still be promoted.
 FROZEN_TOLERANCE = 0.01  # macro-F1 on the frozen evaluation set
@@ -248,6 +248,7 @@ def retrain(
     """Run the whole retrain loop once; see the module docstring for the steps."""
     from mlflow import MlflowClient
 
+    from training.experiment.train import run_experiment
     from training.registry.tracking import (
         CHAMPION,
         configure,
@@ -256,7 +257,6 @@ def retrain(
         load_version,
         log_and_register,
     )
-    from training.experiment.train import run_experiment
 
     feedback = load_feedback(store_url, since) if store_url else []
     older, recent = split_by_time(feedback)

@@ -28,12 +28,12 @@ from serving.api.deps import (
     store_unavailable,
 )
 from serving.api.errors import ApiError
-from serving.api.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
-from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
-from serving.model.moderation import APPROVE, REJECT
 from serving.api.ratelimit import caller_id
-from serving.schema import ON_TOPIC, SPAM
+from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.api.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
+from serving.model.decisions import APPROVE, REJECT
 from serving.runtime.holder import LoadedModel
+from serving.schema import ON_TOPIC, SPAM
 from serving.store.store import FeedbackEntry, Store, StoreError
 
 COMMENT_CHECK_PATH = "/1.1/comment-check"

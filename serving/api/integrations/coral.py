@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.api.deps import OptionalStoreDep, Service, ServiceDep, enforce_rate_limit, store_unavailable
 from serving.api.errors import ApiError, parse_body, parse_value
-from serving.api.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
-from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.api.integrations.signatures import CORAL_HEADER, SignatureError, verify_coral
 from serving.api.integrations.webhooks import EventOutcome, handle_event
-from serving.model.moderation import REJECT
+from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.api.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
+from serving.model.decisions import REJECT
+from serving.runtime.holder import LoadedModel
 from serving.runtime.policy import OBSERVE
 from serving.schema import ABUSIVE, ON_TOPIC, SPAM
-from serving.api.integrations.signatures import CORAL_HEADER, SignatureError, verify_coral
-from serving.runtime.holder import LoadedModel
 from serving.store.store import Article, FeedbackEntry, Store, StoreWriter, body_digest
 
 logger = logging.getLogger("raqib.coral")

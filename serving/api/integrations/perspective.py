@@ -20,7 +20,6 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.integrations.coral import html_to_text
 from serving.api.deps import (
     OptionalStoreDep,
     Service,
@@ -31,13 +30,14 @@ from serving.api.deps import (
     store_failed,
 )
 from serving.api.errors import ApiError, dotted_field
-from serving.api.schemas import ScoreRequest, ScoreResponse, error_responses
-from serving.api.routes.score import audit_entry, audit_quietly, score_requests
-from serving.text.normalize import dominant_script
+from serving.api.integrations.coral import html_to_text
 from serving.api.ratelimit import caller_id
-from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
+from serving.api.routes.score import audit_entry, audit_quietly, score_requests
+from serving.api.schemas import ScoreRequest, ScoreResponse, error_responses
 from serving.runtime.holder import LoadedModel
+from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.store.store import FeedbackEntry, Store, StoreError
+from serving.text.normalize import dominant_script
 
 ANALYZE_PATH = "/v1alpha1/comments:analyze"
 SUGGEST_PATH = "/v1alpha1/comments:suggestscore"

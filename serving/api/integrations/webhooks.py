@@ -16,7 +16,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.routes.articles import article_out
 from serving.api.deps import (
     OptionalStoreDep,
     Service,
@@ -26,7 +25,10 @@ from serving.api.deps import (
     store_unavailable,
 )
 from serving.api.errors import ApiError, parse_body, parse_value
+from serving.api.integrations.signatures import RAQIB_HEADER, SignatureError, verify_raqib
+from serving.api.routes.articles import article_out
 from serving.api.routes.feedback import feedback_entry, feedback_response
+from serving.api.routes.score import audit_entry, resolve_article, score_requests, text_too_long
 from serving.api.schemas import (
     ArticlePut,
     ExternalId,
@@ -35,8 +37,6 @@ from serving.api.schemas import (
     error_responses,
     request_body,
 )
-from serving.api.routes.score import audit_entry, resolve_article, score_requests, text_too_long
-from serving.api.integrations.signatures import RAQIB_HEADER, SignatureError, verify_raqib
 from serving.store.store import Article, Store, StoreConflict, StoreError, StoreWriter, body_digest
 
 WEBHOOK_PATH = "/v1/webhooks/comments"

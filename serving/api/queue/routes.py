@@ -23,7 +23,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.deps import ModelDep, Service, ServiceDep, StoreDep, store_failed
 from serving.api.errors import ApiError
+from serving.api.queue.auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    ActingModeratorDep,
+    ModeratorDep,
+    QueueAuth,
+    QueueAuthDep,
+    new_login_token,
+    tokens_match,
+)
 from serving.api.routes.model_info import ShadowInfo, shadow_info
+from serving.api.routes.score import audit_entry, resolve_article, score_fields
 from serving.api.schemas import (
     ArticleIn,
     CommentIn,
@@ -35,18 +46,10 @@ from serving.api.schemas import (
     ScoreResponse,
     error_responses,
 )
-from serving.api.routes.score import audit_entry, resolve_article, score_fields
-from serving.model.moderation import ACTIONS, CommentInput, Scored, Thresholds
-from serving.api.queue.auth import (
-    LOGIN_COOKIE,
-    SESSION_COOKIE,
-    ActingModeratorDep,
-    ModeratorDep,
-    QueueAuth,
-    QueueAuthDep,
-    new_login_token,
-    tokens_match,
-)
+from serving.model.decisions import ACTIONS, Thresholds
+from serving.model.moderation import CommentInput, Scored
+from serving.runtime.holder import LoadedModel
+from serving.schema import ABUSIVE, DEFAULT_LABELS, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.services.queue_import import (
     CSV_TYPES,
     JSONL_TYPES,
@@ -66,8 +69,6 @@ from serving.store.queue import (
     record_decision,
     undo_decision,
 )
-from serving.schema import ABUSIVE, DEFAULT_LABELS, OFF_TOPIC, ON_TOPIC, SPAM
-from serving.runtime.holder import LoadedModel
 from serving.store.store import Article, AuditRecord, Store, StoreError
 
 logger = logging.getLogger("raqib.queue")

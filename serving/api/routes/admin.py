@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from serving.api.deps import Service, ServiceDep, require_admin_key
 from serving.api.errors import ApiError
 from serving.api.schemas import ErrorResponse, ModelRef, ReloadFailed, ReloadResponse
-from serving.model.moderation import BundleError
+from serving.model.bundle import BundleError
 from serving.runtime.holder import LoadedModel
 
 logger = logging.getLogger("raqib.model")

@@ -19,9 +19,9 @@ from serving.api.deps import (
     require_api_key,
 )
 from serving.api.schemas import ModelInfo, error_responses
-from serving.model.moderation import Thresholds
-from serving.runtime.shadow import DISAGREEMENTS_SHOWN
+from serving.model.decisions import Thresholds
 from serving.runtime.holder import LoadedModel
+from serving.runtime.shadow import DISAGREEMENTS_SHOWN
 from serving.store.store import Store
 
 router = APIRouter(

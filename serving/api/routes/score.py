@@ -36,10 +36,11 @@ from serving.api.schemas import (
     SpanOut,
     error_responses,
 )
-from serving.model.moderation import APPROVE, REJECT, REVIEW, CommentInput, Scored, Thresholds
+from serving.model.decisions import APPROVE, REJECT, REVIEW, Thresholds
+from serving.model.moderation import CommentInput, Scored
+from serving.runtime.holder import LoadedModel
 from serving.runtime.policy import OBSERVE, apply_policy
 from serving.runtime.shadow import ShadowCase, Verdict
-from serving.runtime.holder import LoadedModel
 from serving.store.store import AuditEntry, Store, StoreError
 
 logger = logging.getLogger("raqib.audit")

@@ -31,8 +31,8 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-from serving.text.normalize import normalize
 from serving.schema import OFF_TOPIC
+from serving.text.normalize import normalize
 from training.data.contract import LabeledRecord
 from training.data.datasets.aoc import FILES, AocArticle, load_aoc, load_articles
 from training.data.datasets.common import finalize, require

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.text.normalize import normalize
 from serving.schema import SPAM
+from serving.text.normalize import normalize
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import dedupe_by, finalize, iso_datetime, require, unescape_html
 

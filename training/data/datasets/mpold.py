@@ -13,8 +13,8 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.text.normalize import MENTION_TOKEN, URL_TOKEN
 from serving.schema import ABUSIVE, ON_TOPIC
+from serving.text.normalize import MENTION_TOKEN, URL_TOKEN
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import finalize, require
 
