@@ -43,7 +43,8 @@ from serving.model.bundle import BundleError
 from serving.runtime.holder import ModelHolder
 from serving.runtime.metrics import ServiceMetrics
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
-from serving.store.store import StoreHolder, default_store_url
+from serving.store.engine import default_store_url
+from serving.store.store import StoreHolder
 
 logger = logging.getLogger("raqib")
 

@@ -12,10 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.api.errors import ApiError
 from serving.api.ratelimit import DEFAULT_POLICY, RateLimiter, caller_id
-from serving.runtime.holder import LoadedModel, ModelHolder
+from serving.runtime.holder import ModelHolder
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.metrics import ServiceMetrics
 from serving.settings import Settings
-from serving.store.store import Store, StoreError, StoreHolder
+from serving.store.errors import StoreError
+from serving.store.store import Store, StoreHolder
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from serving.store.store import LABEL_PATTERN
+from serving.schema import LABEL_PATTERN
 
 Action = Literal["approve", "review", "reject"]
 

@@ -15,74 +15,34 @@ The queue page uses `shadow_summary`, `agreement_summary` and `recent_disagreeme
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import weakref
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from serving.model.moderation import CommentInput
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.policy import apply_policy
-from serving.store.store import NO_SITE, Store, StoreError, UTCDateTime, describe_error, utcnow
-
-if TYPE_CHECKING:  # state.py imports this module: a runtime import back would be circular
-    from serving.runtime.holder import LoadedModel
+from serving.store.errors import StoreError
+from serving.store.shadow import (
+    AgreementSummary,
+    Comparison,
+    PairKey,
+    ShadowSummary,
+    Verdict,
+    agrees,
+    record_comparisons,
+    shadow_summary,
+)
+from serving.store.store import Store
 
 logger = logging.getLogger("raqib.shadow")
 
 DISAGREEMENTS_SHOWN = 20
 # Disagreements remembered in memory, for /v1/model while the store is down (all version pairs).
 RECENT_KEPT = 100
-
-# Its own MetaData and table, beside the store's: the store's schema (and its owner) is untouched.
-shadow_metadata = sa.MetaData()
-
-shadow_table = sa.Table(
-    "shadow_audit",
-    shadow_metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("comment_id", sa.Text),
-    # '' for no site, as in the store's audit table, so the two join on (site, comment_id).
-    sa.Column("site", sa.Text, nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("champion_name", sa.Text, nullable=False),
-    sa.Column("champion_version", sa.Text, nullable=False),
-    sa.Column("champion_label", sa.Text, nullable=False),
-    sa.Column("champion_action", sa.Text, nullable=False),
-    sa.Column("shadow_name", sa.Text, nullable=False),
-    sa.Column("shadow_version", sa.Text, nullable=False),
-    sa.Column("shadow_label", sa.Text, nullable=False),
-    sa.Column("shadow_action", sa.Text, nullable=False),
-    sa.Column("shadow_scores", sa.Text, nullable=False),
-    sa.Column("agree", sa.Boolean, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    # Serves both the agreement count and the latest disagreements of one champion/shadow pair.
-    sa.Index("ix_shadow_pair", "shadow_version", "champion_version", "agree"),
-    sa.Index("ix_shadow_comment", "site", "comment_id"),
-)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One model's verdict on a comment: top label and decided action."""
-
-    label: str
-    action: str
-
-
-def agrees(champion: Verdict, shadow: Verdict) -> bool:
-    """Same decided action and same top label (see the module docstring)."""
-    return champion.action == shadow.action and champion.label == shadow.label
 
 
 @dataclass(frozen=True)
@@ -96,46 +56,6 @@ class ShadowCase:
     champion_name: str
     champion_version: str
     champion: Verdict
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Champion and shadow verdicts on one comment (no comment text: the audit log has it)."""
-
-    comment_id: str | None
-    site: str | None
-    source: str
-    champion_name: str
-    champion_version: str
-    champion: Verdict
-    shadow_name: str
-    shadow_version: str
-    shadow: Verdict
-    shadow_scores: dict[str, float]
-    agree: bool
-    created_at: datetime = field(default_factory=utcnow)
-
-
-@dataclass(frozen=True)
-class AgreementSummary:
-    """How many comments both models scored, and on how many they agreed."""
-
-    compared: int
-    agreed: int
-
-    @property
-    def agreement_rate(self) -> float | None:
-        """agreed / compared, or None before anything was compared."""
-        return self.agreed / self.compared if self.compared else None
-
-
-@dataclass(frozen=True)
-class ShadowSummary:
-    """Agreement counts and the most recent disagreements, newest first."""
-
-    summary: AgreementSummary
-    disagreements: list[Comparison]
-    counted_in: Literal["store", "process"] = "store"
 
 
 def compare(shadow: LoadedModel, cases: Sequence[ShadowCase], source: str) -> list[Comparison]:
@@ -173,151 +93,6 @@ def compare(shadow: LoadedModel, cases: Sequence[ShadowCase], source: str) -> li
 
 
 # --- the store -------------------------------------------------------------------------------------
-
-_tables_ready: weakref.WeakSet[Store] = weakref.WeakSet()
-_tables_lock = threading.Lock()
-
-
-@contextmanager
-def _writing(store: Store) -> Iterator[Connection]:
-    # The store's own write transaction: it serialises writers in this process (an in-memory store
-    # shares one connection between threads) and opens SQLite writes with BEGIN IMMEDIATE.
-    with store.write() as writer:
-        yield writer._conn
-
-
-@contextmanager
-def _reading(store: Store) -> Iterator[Connection]:
-    try:
-        with store.engine.connect() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        raise StoreError(f"the store cannot read shadow results: {describe_error(exc)}") from None
-
-
-def ensure_tables(store: Store) -> None:
-    """Create the shadow table in this store if it is missing (once per open store)."""
-    with _tables_lock:
-        if store in _tables_ready:
-            return
-        with _writing(store) as conn:
-            shadow_metadata.create_all(conn)
-        _tables_ready.add(store)
-
-
-def record_comparisons(store: Store, comparisons: Sequence[Comparison]) -> None:
-    """Write comparisons in one transaction; StoreError when the store refuses."""
-    if not comparisons:
-        return
-    ensure_tables(store)
-    rows = [
-        {
-            "comment_id": c.comment_id,
-            "site": c.site or NO_SITE,
-            "source": c.source,
-            "champion_name": c.champion_name,
-            "champion_version": c.champion_version,
-            "champion_label": c.champion.label,
-            "champion_action": c.champion.action,
-            "shadow_name": c.shadow_name,
-            "shadow_version": c.shadow_version,
-            "shadow_label": c.shadow.label,
-            "shadow_action": c.shadow.action,
-            "shadow_scores": json.dumps(c.shadow_scores, sort_keys=True),
-            "agree": c.agree,
-            "created_at": c.created_at,
-        }
-        for c in comparisons
-    ]
-    with _writing(store) as conn:
-        conn.execute(shadow_table.insert(), rows)
-
-
-def _pair_filter(
-    champion_version: str | None, shadow_name: str | None, shadow_version: str | None
-) -> list[sa.ColumnElement[bool]]:
-    table = shadow_table.c
-    conditions = []
-    if champion_version is not None:
-        conditions.append(table.champion_version == champion_version)
-    if shadow_name is not None:
-        conditions.append(table.shadow_name == shadow_name)
-    if shadow_version is not None:
-        conditions.append(table.shadow_version == shadow_version)
-    return conditions
-
-
-def agreement_summary(
-    store: Store,
-    champion_version: str | None = None,
-    shadow_name: str | None = None,
-    shadow_version: str | None = None,
-) -> AgreementSummary:
-    """Comments compared and agreed on, over every recorded comparison (or one champion/shadow pair)."""
-    ensure_tables(store)
-    agreed = sa.func.coalesce(sa.func.sum(sa.case((shadow_table.c.agree, 1), else_=0)), 0)
-    query = sa.select(sa.func.count(), agreed).where(
-        *_pair_filter(champion_version, shadow_name, shadow_version)
-    )
-    with _reading(store) as conn:
-        compared, agreed_count = conn.execute(query).one()
-    return AgreementSummary(compared=int(compared), agreed=int(agreed_count))
-
-
-def recent_disagreements(
-    store: Store,
-    limit: int = DISAGREEMENTS_SHOWN,
-    champion_version: str | None = None,
-    shadow_name: str | None = None,
-    shadow_version: str | None = None,
-) -> list[Comparison]:
-    """The latest comments on which champion and shadow disagreed, newest first."""
-    ensure_tables(store)
-    query = (
-        sa.select(shadow_table)
-        .where(~shadow_table.c.agree, *_pair_filter(champion_version, shadow_name, shadow_version))
-        .order_by(shadow_table.c.id.desc())
-        .limit(limit)
-    )
-    with _reading(store) as conn:
-        rows = conn.execute(query).all()
-    return [_comparison(row) for row in rows]
-
-
-def shadow_summary(
-    store: Store,
-    limit: int = DISAGREEMENTS_SHOWN,
-    champion_version: str | None = None,
-    shadow_name: str | None = None,
-    shadow_version: str | None = None,
-) -> ShadowSummary:
-    """`agreement_summary` and `recent_disagreements` together (what /v1/model and the queue show)."""
-    return ShadowSummary(
-        summary=agreement_summary(store, champion_version, shadow_name, shadow_version),
-        disagreements=recent_disagreements(store, limit, champion_version, shadow_name, shadow_version),
-    )
-
-
-def _comparison(row: sa.Row[tuple[object, ...]]) -> Comparison:
-    return Comparison(
-        comment_id=row.comment_id,
-        site=row.site or None,
-        source=row.source,
-        champion_name=row.champion_name,
-        champion_version=row.champion_version,
-        champion=Verdict(label=row.champion_label, action=row.champion_action),
-        shadow_name=row.shadow_name,
-        shadow_version=row.shadow_version,
-        shadow=Verdict(label=row.shadow_label, action=row.shadow_action),
-        shadow_scores=json.loads(row.shadow_scores),
-        agree=bool(row.agree),
-        created_at=row.created_at,
-    )
-
-
-# --- per process -----------------------------------------------------------------------------------
-
-PairKey = tuple[str, str, str]  # (champion_version, shadow_name, shadow_version)
 
 
 class ShadowTracker:

@@ -8,8 +8,6 @@ row (the store's `pending()` treats any feedback row as an answer) and keeps the
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,43 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from serving.store.store import (
-    NO_SITE,
-    Article,
-    AuditRecord,
-    FeedbackEntry,
-    Store,
-    StoreConflict,
-    StoreError,
-    StoreWriter,
-    UTCDateTime,
-    audit_table,
-    describe_error,
-    feedback_table,
-    utcnow,
-)
+from serving.store.errors import StoreConflict, StoreError, describe_error
+from serving.store.records import Article, AuditRecord, FeedbackEntry, utcnow
+from serving.store.store import Store
+from serving.store.tables import NO_SITE, audit_table, decisions_table, feedback_table
+from serving.store.writer import StoreWriter
 
 QUEUE_SOURCE = "queue"
-
-queue_metadata = sa.MetaData()
-
-decisions_table = sa.Table(
-    "queue_decisions",
-    queue_metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("feedback_id", sa.Integer, nullable=False),
-    sa.Column("audit_id", sa.Integer, nullable=False),
-    sa.Column("comment_id", sa.Text, nullable=False),
-    sa.Column("site", sa.Text, nullable=False),
-    sa.Column("decision", sa.Text, nullable=False),
-    sa.Column("label", sa.Text, nullable=False),
-    sa.Column("moderator", sa.Text, nullable=False),
-    sa.Column("model_name", sa.Text, nullable=False),
-    sa.Column("model_version", sa.Text, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("undone_at", UTCDateTime),
-    sa.Index("ix_queue_decisions_comment", "site", "comment_id"),
-)
 
 
 class AlreadyDecided(StoreConflict):
@@ -102,7 +70,7 @@ class UndoResult:
     pending: bool
 
 
-def _site_key(site: str | None) -> str:
+def site_key(site: str | None) -> str:
     return site if site else NO_SITE
 
 
@@ -128,24 +96,6 @@ def _decision(row: Any) -> DecisionRecord:
         created_at=row.created_at,
         undone_at=row.undone_at,
     )
-
-
-_prepared: weakref.WeakSet[Store] = weakref.WeakSet()
-_prepare_lock = threading.Lock()
-
-
-def ensure_queue_tables(store: Store) -> None:
-    """Create the queue's own table in the store's database, once per store."""
-    if store in _prepared:
-        return
-    with _prepare_lock:
-        if store in _prepared:
-            return
-        try:
-            queue_metadata.create_all(store.engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"the store cannot create the queue table: {describe_error(exc)}") from None
-        _prepared.add(store)
 
 
 @contextmanager
@@ -195,8 +145,7 @@ def record_decision(
 ) -> DecisionRecord:
     """Write the feedback row and its log row in one transaction; AlreadyDecided if a verdict exists."""
     assert audit.comment_id is not None
-    ensure_queue_tables(store)
-    site = _site_key(audit.site)
+    site = site_key(audit.site)
     with _transaction(store) as conn:
         existing = conn.execute(
             sa.select(feedback_table.c.label, feedback_table.c.moderator)
@@ -241,7 +190,6 @@ def record_decision(
 
 def undo_decision(store: Store, decision_id: int, moderator: str) -> UndoResult:
     """Delete the decision's feedback row and mark it undone; only its own moderator may."""
-    ensure_queue_tables(store)
     with _transaction(store) as conn:
         row = conn.execute(sa.select(decisions_table).where(decisions_table.c.id == decision_id)).first()
         if row is None or row.moderator != moderator:
@@ -264,12 +212,11 @@ def undo_decision(store: Store, decision_id: int, moderator: str) -> UndoResult:
 
 def decisions_for(store: Store, comment_id: str, site: str | None = None) -> list[DecisionRecord]:
     """Every queue decision on a comment, oldest first (undone ones included)."""
-    ensure_queue_tables(store)
     try:
         with store.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(decisions_table)
-                .where(decisions_table.c.site == _site_key(site), decisions_table.c.comment_id == comment_id)
+                .where(decisions_table.c.site == site_key(site), decisions_table.c.comment_id == comment_id)
                 .order_by(decisions_table.c.id)
             ).all()
     except SQLAlchemyError as exc:

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from serving.store.store import Store, StoreWriter
+from serving.store.store import Store
+from serving.store.writer import StoreWriter
 from tests.api.conftest import AUTH
 from tests.conftest import POLITICS_TITLE, SPAM
 

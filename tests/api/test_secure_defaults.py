@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from serving.api.app import create_app
 from serving.api.middleware import JsonLogFormatter
 from serving.settings import Settings, SettingsError, load_settings
-from serving.store.store import StoreWriter
+from serving.store.writer import StoreWriter
 from tests.api.conftest import API_KEY, AUTH, MakeClient
 from tests.api.test_process_api import _wait_until, clean_env
 from tests.conftest import REPO, SPAM, free_port

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from serving.api.app import create_app
 from serving.model.bundle import METADATA_FILE, MODEL_FILE, BundleError, write_bundle
-from serving.runtime.shadow import agreement_summary, recent_disagreements, shadow_summary, shadow_table
 from serving.settings import Settings
+from serving.store.shadow import agreement_summary, recent_disagreements, shadow_summary
 from serving.store.store import Store
+from serving.store.tables import shadow_table
 from tests.api.conftest import ADMIN, ADMIN_KEY, API_KEY, AUTH, MakeClient
 from tests.conftest import (
     ABUSIVE,

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from serving.api.integrations.signatures import sign_raqib
-from serving.store.store import DB_FILE, Store
+from serving.store.engine import DB_FILE
+from serving.store.store import Store
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import POLITICS_BODY, SPAM
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from serving.api.integrations.signatures import hmac_hex, sign_raqib
-from serving.store.store import Store, StoreWriter
+from serving.store.store import Store
+from serving.store.writer import StoreWriter
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import ON_SPORT, POLITICS_BODY, POLITICS_TITLE, SPAM
 

@@ -58,7 +58,9 @@ def _starter_on_topic(n: int) -> list[dict]:
 
 
 def _feedback_store(tmp_path, entries):
-    from serving.store.store import FeedbackEntry, Store, default_store_url
+    from serving.store.engine import default_store_url
+    from serving.store.records import FeedbackEntry
+    from serving.store.store import Store
 
     url = default_store_url(tmp_path / "state")
     (tmp_path / "state").mkdir(exist_ok=True)

@@ -10,19 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from serving.schema import CANONICAL_COLUMNS
-from serving.store.store import (
-    LABEL_PATTERN,
-    Article,
-    AuditEntry,
-    FeedbackEntry,
-    Store,
-    StoreError,
-    StoreHolder,
-    StoreWriter,
-    default_store_url,
-    url_key,
-)
+from serving.schema import CANONICAL_COLUMNS, LABEL_PATTERN
+from serving.store.engine import default_store_url
+from serving.store.errors import StoreError
+from serving.store.records import Article, AuditEntry, FeedbackEntry, url_key
+from serving.store.store import Store, StoreHolder
+from serving.store.writer import StoreWriter
 
 pytestmark = pytest.mark.unit
 

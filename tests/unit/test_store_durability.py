@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.store.store import DB_FILE, Store, default_store_url
+from serving.store.engine import DB_FILE, default_store_url
+from serving.store.store import Store
 from tests.conftest import REPO, free_port, uvicorn_command
 
 pytestmark = pytest.mark.api

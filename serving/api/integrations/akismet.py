@@ -32,9 +32,11 @@ from serving.api.ratelimit import caller_id
 from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.api.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
 from serving.model.decisions import APPROVE, REJECT
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 from serving.schema import ON_TOPIC, SPAM
-from serving.store.store import FeedbackEntry, Store, StoreError
+from serving.store.errors import StoreError
+from serving.store.records import FeedbackEntry
+from serving.store.store import Store
 
 COMMENT_CHECK_PATH = "/1.1/comment-check"
 SUBMIT_SPAM_PATH = "/1.1/submit-spam"

@@ -24,10 +24,12 @@ from serving.api.integrations.webhooks import EventOutcome, handle_event
 from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.api.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
 from serving.model.decisions import REJECT
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.policy import OBSERVE
 from serving.schema import ABUSIVE, ON_TOPIC, SPAM
-from serving.store.store import Article, FeedbackEntry, Store, StoreWriter, body_digest
+from serving.store.records import Article, FeedbackEntry
+from serving.store.store import Store, body_digest
+from serving.store.writer import StoreWriter
 
 logger = logging.getLogger("raqib.coral")
 

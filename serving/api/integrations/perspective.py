@@ -34,9 +34,11 @@ from serving.api.integrations.coral import html_to_text
 from serving.api.ratelimit import caller_id
 from serving.api.routes.score import audit_entry, audit_quietly, score_requests
 from serving.api.schemas import ScoreRequest, ScoreResponse, error_responses
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
-from serving.store.store import FeedbackEntry, Store, StoreError
+from serving.store.errors import StoreError
+from serving.store.records import FeedbackEntry
+from serving.store.store import Store
 from serving.text.normalize import dominant_script
 
 ANALYZE_PATH = "/v1alpha1/comments:analyze"

@@ -37,7 +37,10 @@ from serving.api.schemas import (
     error_responses,
     request_body,
 )
-from serving.store.store import Article, Store, StoreConflict, StoreError, StoreWriter, body_digest
+from serving.store.errors import StoreConflict, StoreError
+from serving.store.records import Article
+from serving.store.store import Store, body_digest
+from serving.store.writer import StoreWriter
 
 WEBHOOK_PATH = "/v1/webhooks/comments"
 # Signed with the webhook secret, not an API key: the CMS's events share one rate-limit bucket.

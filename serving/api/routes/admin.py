@@ -10,7 +10,7 @@ from serving.api.deps import Service, ServiceDep, require_admin_key
 from serving.api.errors import ApiError
 from serving.api.schemas import ErrorResponse, ModelRef, ReloadFailed, ReloadResponse
 from serving.model.bundle import BundleError
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 
 logger = logging.getLogger("raqib.model")
 

@@ -16,7 +16,8 @@ from serving.api.deps import (
 )
 from serving.api.errors import ApiError
 from serving.api.schemas import ArticleOut, ArticlePut, error_responses
-from serving.store.store import Article, StoreError
+from serving.store.errors import StoreError
+from serving.store.records import Article
 
 ARTICLES_PREFIX = "/v1/articles/"
 

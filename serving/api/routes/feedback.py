@@ -15,7 +15,8 @@ from serving.api.deps import (
 )
 from serving.api.schemas import FeedbackRequest, FeedbackResponse, error_responses
 from serving.schema import DEFAULT_LABELS
-from serving.store.store import FeedbackEntry, FeedbackRecord, StoreError
+from serving.store.errors import StoreError
+from serving.store.records import FeedbackEntry, FeedbackRecord
 
 FEEDBACK_PATH = "/v1/feedback"
 

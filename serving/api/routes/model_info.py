@@ -20,7 +20,7 @@ from serving.api.deps import (
 )
 from serving.api.schemas import ModelInfo, error_responses
 from serving.model.decisions import Thresholds
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.shadow import DISAGREEMENTS_SHOWN
 from serving.store.store import Store
 

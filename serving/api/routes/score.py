@@ -38,10 +38,13 @@ from serving.api.schemas import (
 )
 from serving.model.decisions import APPROVE, REJECT, REVIEW, Thresholds
 from serving.model.moderation import CommentInput, Scored
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.policy import OBSERVE, apply_policy
-from serving.runtime.shadow import ShadowCase, Verdict
-from serving.store.store import AuditEntry, Store, StoreError
+from serving.runtime.shadow import ShadowCase
+from serving.store.errors import StoreError
+from serving.store.records import AuditEntry
+from serving.store.shadow import Verdict
+from serving.store.store import Store
 
 logger = logging.getLogger("raqib.audit")
 
