@@ -694,6 +694,37 @@ def test_arabic_and_english_interfaces(make_client: MakeClient) -> None:
     assert '<html lang="en" dir="ltr">' in browser.text
 
 
+# The plural categories CLDR's rules use for cardinal numbers in each interface language
+# (https://www.unicode.org/cldr/charts/latest/supplemental/language_plural_rules.html), which is
+# what the browser's Intl.PluralRules picks between.
+PLURAL_CATEGORIES = {
+    "ar": {"zero", "one", "two", "few", "many", "other"},
+    "en": {"one", "other"},
+}
+
+
+def test_every_plural_string_has_every_form_its_language_needs() -> None:
+    strings = ui_strings()
+    assert strings.keys() == PLURAL_CATEGORIES.keys()
+    plural_keys = {
+        lang: {key for key, text in table.items() if isinstance(text, dict)}
+        for lang, table in strings.items()
+    }
+    # The sentences that count comments are plural in both languages ("1 comments" was the bug).
+    assert plural_keys["ar"] == plural_keys["en"] >= {"imported", "shadow_summary"}
+    for lang, table in strings.items():
+        for key in plural_keys[lang]:
+            forms = table[key]
+            assert isinstance(forms, dict)
+            assert set(forms) == PLURAL_CATEGORIES[lang], (lang, key)
+            assert all(isinstance(form, str) and form.strip() for form in forms.values()), (lang, key)
+            # A form may spell the number out ("تعليق واحد", "تعليقين") but names nothing else.
+            allowed = set(re.findall(r"{(\w+)}", forms["other"]))
+            assert "n" in allowed, (lang, key)
+            for category, form in forms.items():
+                assert set(re.findall(r"{(\w+)}", form)) <= allowed, (lang, key, category)
+
+
 def test_queue_routes_are_documented_and_pages_are_not(queue: TestClient) -> None:
     paths = queue.get("/openapi.json").json()["paths"]
     for path in ("/v1/queue/items", "/v1/queue/decisions", "/v1/queue/undo", "/v1/queue/import"):

@@ -29,7 +29,7 @@ SPAM_TEXT = "للتواصل 𝗩𝗜𝗣 واتساب ٠٥٥١٢٣٤٥٦٧ رب�
 MIXED_ID = "mixed-elaph-3"
 MIXED_TEXT = "الانسحاب من الأنبار مطلب قديم\nThe talks in Washington will not change that"
 ABUSIVE_ID = "abusive-elaph-4"
-SCREENSHOT = REPO / "serving" / "static" / "queue-screenshot.png"
+SCREENSHOT = REPO / "serving" / "web" / "static" / "queue-screenshot.png"
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +197,46 @@ def test_buttons_undo_and_the_english_interface(page: Any, server: Server, artif
     )
     assert item(page, SPAM_ID).count() == 1
     assert f"action={action}" in page.url
+
+
+# What the status line says after importing that many comments: each count falls in a different
+# CLDR plural category (Arabic: one, two, few, many, other; English: one, other).
+IMPORTED_ARABIC = {
+    1: "تم استيراد تعليق واحد وتقييمه.",
+    2: "تم استيراد تعليقين وتقييمهما.",
+    3: "تم استيراد 3 تعليقات وتقييمها.",
+    11: "تم استيراد 11 تعليقًا وتقييمها.",
+    100: "تم استيراد 100 تعليق وتقييمها.",
+}
+IMPORTED_ENGLISH = {1: "Imported and scored 1 comment.", 2: "Imported and scored 2 comments."}
+
+
+def import_through_the_page(page: Any, count: int) -> None:
+    """Upload a CSV of `count` new comments with the page's import form (on a site of their own)."""
+    rows = "".join(f"plural-{count}-{index},plurals,تعليق رقم {index}\n" for index in range(count))
+    csv = ("comment_id,site,text\n" + rows).encode("utf-8")
+    page.set_input_files(
+        "#import-form input[type=file]",
+        files=[{"name": f"plural-{count}.csv", "mimeType": "text/csv", "buffer": csv}],
+    )
+    if not page.locator("details.import").evaluate("node => node.open"):
+        page.click("details.import summary")
+    with page.expect_response(lambda response: "/v1/queue/import" in response.url):
+        page.click("#import-form button[type=submit]")
+
+
+def expect_status(page: Any, text: str) -> None:
+    page.wait_for_function("text => document.getElementById('status').textContent === text", arg=text)
+
+
+def test_counts_take_the_plural_form_of_their_language(page: Any) -> None:
+    for count, sentence in IMPORTED_ARABIC.items():
+        import_through_the_page(page, count)
+        expect_status(page, sentence)
+    page.click("#lang-switch")
+    for count, sentence in IMPORTED_ENGLISH.items():
+        import_through_the_page(page, count)
+        expect_status(page, sentence)
+    # The sentence on screen follows a language switch, plural form included.
+    page.click("#lang-switch")
+    expect_status(page, IMPORTED_ARABIC[2])

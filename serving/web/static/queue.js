@@ -10,12 +10,34 @@
   var LANG_COOKIE = 'raqib_lang';
   var LANG_KEY = 'raqib.lang';
 
+  function numberLocale() {
+    // Western digits in both languages: they match the numbers typed into the score filters.
+    return lang === 'ar' ? 'ar-u-nu-latn' : 'en';
+  }
+
+  // A sentence that counts something is stored as one form per CLDR plural category of its
+  // language (Arabic needs zero, one, two, few, many and other; English one and other), and the
+  // count {n} picks the form: "1 comments" is never printed.
+  var pluralRules = {};
+
+  function pluralForm(forms, language, count) {
+    if (typeof count !== 'number') return forms.other;
+    var rules = pluralRules[language] || (pluralRules[language] = new Intl.PluralRules(language));
+    var form = forms[rules.select(count)];
+    return form !== undefined ? form : forms.other;
+  }
+
   function t(key, vars) {
-    var table = STRINGS[lang] || STRINGS.ar;
-    var text = table[key] !== undefined ? table[key] : (STRINGS.en[key] !== undefined ? STRINGS.en[key] : key);
+    var language = STRINGS[lang] ? lang : 'ar';
+    if (STRINGS[language][key] === undefined) language = 'en';
+    var text = STRINGS[language][key];
+    if (text === undefined) return key;
+    if (typeof text === 'object') text = pluralForm(text, language, vars ? vars.n : undefined);
     if (vars) {
       Object.keys(vars).forEach(function (name) {
-        text = text.split('{' + name + '}').join(String(vars[name]));
+        var value = vars[name];
+        var shown = typeof value === 'number' ? new Intl.NumberFormat(numberLocale()).format(value) : String(value);
+        text = text.split('{' + name + '}').join(shown);
       });
     }
     return text;
@@ -104,11 +126,6 @@
     'comment is Arabic, article is English/Latin-script': 'context_arabic_latin'
   };
   var MASK_KEYS = { '<a link>': 'mask_link', '<a phone number>': 'mask_phone', '<an e-mail address>': 'mask_email' };
-
-  function numberLocale() {
-    // Western digits in both languages: they match the numbers typed into the score filters.
-    return lang === 'ar' ? 'ar-u-nu-latn' : 'en';
-  }
 
   function percent(value) {
     return new Intl.NumberFormat(numberLocale(), { style: 'percent', maximumFractionDigits: 0 }).format(value);
