@@ -25,7 +25,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from serving.api.deps import Service
 from serving.api.errors import install_error_handlers
 from serving.api.integrations import akismet, coral, perspective, webhooks
 from serving.api.middleware import (
@@ -37,11 +36,12 @@ from serving.api.middleware import (
 )
 from serving.api.queue import routes as queue
 from serving.api.queue.auth import build_queue_auth
-from serving.api.ratelimit import RateLimiter
 from serving.api.routes import admin, articles, feedback, health, model_info, score
 from serving.model.bundle import BundleError
 from serving.runtime.holder import ModelHolder
 from serving.runtime.metrics import ServiceMetrics
+from serving.runtime.ratelimit import RateLimiter
+from serving.services.context import Service
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.store.engine import default_store_url
 from serving.store.store import StoreHolder

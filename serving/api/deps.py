@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.api.errors import ApiError
-from serving.api.ratelimit import DEFAULT_POLICY, RateLimiter, caller_id
-from serving.runtime.holder import ModelHolder
 from serving.runtime.loaded import LoadedModel
-from serving.runtime.metrics import ServiceMetrics
-from serving.settings import Settings
+from serving.runtime.ratelimit import DEFAULT_POLICY, caller_id
+from serving.services.context import Service
+from serving.services.errors import ApiError
 from serving.store.errors import StoreError
-from serving.store.store import Store, StoreHolder
+from serving.store.store import Store
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-@dataclass(frozen=True)
-class Service:
-    """Everything a request handler needs, built once by `create_app` and kept on `app.state`."""
-
-    settings: Settings
-    models: ModelHolder
-    metrics: ServiceMetrics
-    api_keys: tuple[bytes, ...]
-    admin_key: bytes | None
-    stores: StoreHolder
-    rate_limiter: RateLimiter
-    coral_secrets: tuple[bytes, ...] = ()
-    webhook_secrets: tuple[bytes, ...] = ()
-
-    @property
-    def open_access(self) -> bool:
-        """True when no API key is configured and the API answers anyone."""
-        return not self.api_keys
 
 
 # Dependencies are `async def` on purpose: they do no blocking work, and a sync dependency would

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.services.errors import ApiError
+
 M = TypeVar("M", bound=BaseModel)
 
 # Stable codes for HTTP errors raised by the framework itself (routing, body parsing).
@@ -45,27 +47,6 @@ _TYPE_ERRORS = frozenset(
     }
 )
 _CUSTOM_CODES = frozenset({"empty_text", "invalid_unicode", "text_too_long", "invalid_label"})
-
-
-class ApiError(Exception):
-    """An error to answer with: HTTP status, stable code, message and the offending field."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
 
 
 class BodyTooLarge(StarletteHTTPException):

@@ -27,6 +27,7 @@ from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.policy import apply_policy
 from serving.store.errors import StoreError
 from serving.store.shadow import (
+    DISAGREEMENTS_SHOWN,
     AgreementSummary,
     Comparison,
     PairKey,
@@ -40,7 +41,7 @@ from serving.store.store import Store
 
 logger = logging.getLogger("raqib.shadow")
 
-DISAGREEMENTS_SHOWN = 20
+
 # Disagreements remembered in memory, for /v1/model while the store is down (all version pairs).
 RECENT_KEPT = 100
 

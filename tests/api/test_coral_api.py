@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api.integrations.coral import html_to_text
 from serving.api.integrations.signatures import sign_coral
 from serving.store.store import Store
+from serving.text.html import html_to_text
 from tests.api.conftest import AUTH, MakeClient
 from tests.conftest import ABUSIVE, ON_POLITICS, ON_SPORT, POLITICS_BODY, POLITICS_TITLE, SPAM
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api.integrations.signatures import sign_coral, sign_raqib
-from serving.api.ratelimit import RateLimiter, caller_id
+from serving.runtime.ratelimit import RateLimiter, caller_id
 from serving.settings import RateLimit
 from tests.api.conftest import API_KEY, AUTH, OTHER_API_KEY, MakeClient
 from tests.conftest import ON_POLITICS, SPAM

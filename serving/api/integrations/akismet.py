@@ -19,21 +19,15 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.deps import (
-    OptionalStoreDep,
-    Service,
-    ServiceDep,
-    enforce_rate_limit,
-    key_matches,
-    store_unavailable,
-)
-from serving.api.errors import ApiError
-from serving.api.ratelimit import caller_id
-from serving.api.routes.score import audit_entry, audit_quietly, resolve_article, score_requests
-from serving.api.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
+from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, key_matches, store_unavailable
 from serving.model.decisions import APPROVE, REJECT
 from serving.runtime.loaded import LoadedModel
+from serving.runtime.ratelimit import caller_id
 from serving.schema import ON_TOPIC, SPAM
+from serving.services.context import Service
+from serving.services.errors import ApiError
+from serving.services.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
+from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.store.errors import StoreError
 from serving.store.records import FeedbackEntry
 from serving.store.store import Store

@@ -22,23 +22,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.api.deps import (
     OptionalStoreDep,
-    Service,
     ServiceDep,
     StoreDep,
     enforce_rate_limit,
     key_matches,
     store_failed,
 )
-from serving.api.errors import ApiError, dotted_field
-from serving.api.integrations.coral import html_to_text
-from serving.api.ratelimit import caller_id
-from serving.api.routes.score import audit_entry, audit_quietly, score_requests
-from serving.api.schemas import ScoreRequest, ScoreResponse, error_responses
+from serving.api.errors import dotted_field
 from serving.runtime.loaded import LoadedModel
+from serving.runtime.ratelimit import caller_id
 from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
+from serving.services.context import Service
+from serving.services.errors import ApiError
+from serving.services.schemas import ScoreRequest, ScoreResponse, error_responses
+from serving.services.scoring import audit_entry, audit_quietly, score_requests
 from serving.store.errors import StoreError
 from serving.store.records import FeedbackEntry
 from serving.store.store import Store
+from serving.text.html import html_to_text
 from serving.text.normalize import dominant_script
 
 ANALYZE_PATH = "/v1alpha1/comments:analyze"

@@ -16,20 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.deps import (
-    OptionalStoreDep,
-    Service,
-    ServiceDep,
-    enforce_rate_limit,
-    store_failed,
-    store_unavailable,
-)
-from serving.api.errors import ApiError, parse_body, parse_value
+from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, store_failed, store_unavailable
+from serving.api.errors import parse_body, parse_value
 from serving.api.integrations.signatures import RAQIB_HEADER, SignatureError, verify_raqib
-from serving.api.routes.articles import article_out
-from serving.api.routes.feedback import feedback_entry, feedback_response
-from serving.api.routes.score import audit_entry, resolve_article, score_requests, text_too_long
-from serving.api.schemas import (
+from serving.services.articles import article_out
+from serving.services.context import Service
+from serving.services.errors import ApiError
+from serving.services.feedback import feedback_entry, feedback_response
+from serving.services.schemas import (
     ArticlePut,
     ExternalId,
     FeedbackRequest,
@@ -37,6 +31,7 @@ from serving.api.schemas import (
     error_responses,
     request_body,
 )
+from serving.services.scoring import audit_entry, resolve_article, score_requests, text_too_long
 from serving.store.errors import StoreConflict, StoreError
 from serving.store.records import Article
 from serving.store.store import Store, body_digest

@@ -6,11 +6,12 @@ import logging
 
 from fastapi import APIRouter, Depends
 
-from serving.api.deps import Service, ServiceDep, require_admin_key
-from serving.api.errors import ApiError
-from serving.api.schemas import ErrorResponse, ModelRef, ReloadFailed, ReloadResponse
+from serving.api.deps import ServiceDep, require_admin_key
 from serving.model.bundle import BundleError
 from serving.runtime.loaded import LoadedModel
+from serving.services.context import Service
+from serving.services.errors import ApiError
+from serving.services.schemas import ErrorResponse, ModelRef, ReloadFailed, ReloadResponse
 
 logger = logging.getLogger("raqib.model")
 

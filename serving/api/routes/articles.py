@@ -14,8 +14,9 @@ from serving.api.deps import (
     require_api_key,
     store_failed,
 )
-from serving.api.errors import ApiError
-from serving.api.schemas import ArticleOut, ArticlePut, error_responses
+from serving.services.articles import article_out
+from serving.services.errors import ApiError
+from serving.services.schemas import ArticleOut, ArticlePut, error_responses
 from serving.store.errors import StoreError
 from serving.store.records import Article
 
@@ -39,19 +40,6 @@ router = APIRouter(
 SiteQuery = Annotated[str | None, Query(description="The site the id belongs to.")]
 
 
-def article_out(article: Article) -> ArticleOut:
-    """The API view of a stored article."""
-    return ArticleOut(
-        id=article.article_id,
-        site=article.site,
-        title=article.title,
-        text=article.text,
-        url=article.url,
-        updated_at=article.updated_at,
-    )
-
-
-# `:path` so ids containing slashes (some CMSs use paths as ids) still reach the handler.
 @router.put(
     "/v1/articles/{article_id:path}",
     response_model=ArticleOut,

@@ -6,17 +6,15 @@ from fastapi import APIRouter, Depends, Request
 
 from serving.api.deps import (
     CallerDep,
-    Service,
     ServiceDep,
     StoreDep,
     enforce_rate_limit,
     require_api_key,
     store_failed,
 )
-from serving.api.schemas import FeedbackRequest, FeedbackResponse, error_responses
-from serving.schema import DEFAULT_LABELS
+from serving.services.feedback import feedback_entry, feedback_response
+from serving.services.schemas import FeedbackRequest, FeedbackResponse, error_responses
 from serving.store.errors import StoreError
-from serving.store.records import FeedbackEntry, FeedbackRecord
 
 FEEDBACK_PATH = "/v1/feedback"
 
@@ -35,35 +33,6 @@ router = APIRouter(
         },
     ),
 )
-
-
-def feedback_response(service: Service, record: FeedbackRecord) -> FeedbackResponse:
-    """The API view of a recorded verdict."""
-    loaded = service.models.current
-    labels = loaded.model.labels if loaded is not None else DEFAULT_LABELS
-    return FeedbackResponse(
-        id=record.id,
-        comment_id=record.comment_id,
-        site=record.site,
-        label=record.label,
-        known_label=record.label in labels,
-        created_at=record.created_at,
-    )
-
-
-def feedback_entry(body: FeedbackRequest, source: str) -> FeedbackEntry:
-    """The store's record of a verdict sent as a FeedbackRequest (API or CMS webhook)."""
-    return FeedbackEntry(
-        comment_id=body.comment_id,
-        site=body.site,
-        label=body.label,
-        moderator=body.moderator,
-        source=source,
-        text=body.comment.text if body.comment else None,
-        article_id=body.article.id if body.article else None,
-        article_title=body.article.title if body.article else None,
-        article_text=body.article.text if body.article else None,
-    )
 
 
 @router.post(

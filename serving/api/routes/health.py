@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 
 from serving.api.deps import ServiceDep, require_api_key_for_health
 from serving.api.errors import error_response
-from serving.api.schemas import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
 from serving.runtime.metrics import METRICS_CONTENT_TYPE
+from serving.services.schemas import ErrorResponse, HealthResponse, ModelRef, ReadyResponse
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_api_key_for_health)])
 

@@ -306,8 +306,9 @@ def _well_formed_label(value: str) -> str:
     if not LABEL_PATTERN.match(value):
         raise PydanticCustomError(
             "invalid_label",
-            "label {label!r} is not a lower_snake_case name (e.g. spam, off_topic)",
-            {"label": value},
+            # pydantic fills {label} from the context and knows no conversions such as !r.
+            "label {label} is not a lower_snake_case name (e.g. spam, off_topic)",
+            {"label": repr(value)},
         )
     return value
 

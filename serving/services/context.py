@@ -1,0 +1,31 @@
+"""The service container: how handlers and services reach the model, the store and the rate limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serving.runtime.holder import ModelHolder
+from serving.runtime.metrics import ServiceMetrics
+from serving.runtime.ratelimit import RateLimiter
+from serving.settings import Settings
+from serving.store.store import StoreHolder
+
+
+@dataclass(frozen=True)
+class Service:
+    """Everything a request handler needs, built once by `create_app` and kept on `app.state`."""
+
+    settings: Settings
+    models: ModelHolder
+    metrics: ServiceMetrics
+    api_keys: tuple[bytes, ...]
+    admin_key: bytes | None
+    stores: StoreHolder
+    rate_limiter: RateLimiter
+    coral_secrets: tuple[bytes, ...] = ()
+    webhook_secrets: tuple[bytes, ...] = ()
+
+    @property
+    def open_access(self) -> bool:
+        """True when no API key is configured and the API answers anyone."""
+        return not self.api_keys

@@ -1,0 +1,268 @@
+"""Scoring as every entry point does it: resolve the article, score under the site's policy, audit, shadow.
+
+Routes (/v1/score, the batch, the queue's import, Coral, Perspective, Akismet, webhooks) call these
+functions; none of them knows HTTP beyond the shapes in serving.services.schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import BackgroundTasks
+
+from serving.model.decisions import APPROVE, REJECT, REVIEW, Thresholds
+from serving.model.moderation import CommentInput, Scored
+from serving.runtime.loaded import LoadedModel
+from serving.runtime.policy import OBSERVE, apply_policy
+from serving.runtime.shadow import ShadowCase
+from serving.services.context import Service
+from serving.services.errors import ApiError
+from serving.services.schemas import (
+    DecisionOut,
+    ModelRef,
+    ReasonOut,
+    ScoreRequest,
+    ScoreResponse,
+    SpanOut,
+)
+from serving.store.errors import StoreError
+from serving.store.records import AuditEntry
+from serving.store.shadow import Verdict
+from serving.store.store import Store
+
+logger = logging.getLogger("raqib.audit")
+
+
+def text_too_long(request: ScoreRequest, max_chars: int) -> ApiError | None:
+    """The 422 for a comment over `max_text_chars` code points, or None."""
+    length = len(request.comment.text)
+    if length > max_chars:
+        return ApiError(
+            422,
+            "text_too_long",
+            f"comment text has {length} characters; the limit is {max_chars}",
+            field="comment.text",
+        )
+    return None
+
+
+def _as_input(request: ScoreRequest) -> CommentInput:
+    article = request.article
+    return CommentInput(
+        text=request.comment.text,
+        article_title=article.title if article else None,
+        article_text=article.text if article else None,
+    )
+
+
+def _thresholds(loaded: LoadedModel, requests: Sequence[ScoreRequest]) -> list[Thresholds] | None:
+    """Per-item thresholds when any item's site overrides them; None lets the model use its own."""
+    rules = [loaded.rules_for(request.site) for request in requests]
+    if all(rule is None for rule in rules):
+        return None
+    return [rule.thresholds if rule else loaded.model.thresholds for rule in rules]
+
+
+def _response_fields(
+    service: Service,
+    loaded: LoadedModel,
+    request: ScoreRequest,
+    scored: Scored,
+    trusted_reason: str | None = None,
+) -> dict[str, Any]:
+    rules = loaded.rules_for(request.site)
+    decision = apply_policy(scored.action, scored.decided_label, rules, request.comment.author)
+    lowered_by = "trusted author" if decision.trusted_author and scored.action == REJECT else None
+    if lowered_by is None and trusted_reason is not None and decision.decided_action == REJECT:
+        # An integration vouches for the author (Coral's staff roles): the trusted-author rule applies.
+        decision = dataclasses.replace(
+            decision,
+            decided_action=REVIEW,
+            action=APPROVE if decision.mode == OBSERVE else REVIEW,
+            trusted_author=True,
+        )
+        lowered_by = trusted_reason
+    service.metrics.decisions.labels(label=scored.label, action=decision.decided_action).inc()
+    reasons = [ReasonOut(kind=r.kind, detail=r.detail, weight=r.weight) for r in scored.reasons]
+    if lowered_by is not None:
+        reasons.append(ReasonOut(kind="policy", detail=f"{lowered_by}: reject lowered to review", weight=1.0))
+    # Plain values: pydantic checks them (actions and modes are Literal types) when the caller
+    # builds a ScoreResponse or BatchItemOk from this.
+    return {
+        "comment_id": request.comment.id,
+        "label": scored.label,
+        "scores": scored.scores,
+        "action": decision.action,
+        "decision": DecisionOut(
+            action=decision.decided_action,  # type: ignore[arg-type]
+            label=decision.label,
+            mode=decision.mode,  # type: ignore[arg-type]
+        ),
+        "reasons": reasons,
+        "spans": [SpanOut(begin=s.begin, end=s.end, score=s.score) for s in scored.spans],
+        "model": ModelRef(name=loaded.name, version=loaded.version),
+    }
+
+
+def needs_article_lookup(request: ScoreRequest) -> bool:
+    """True when the request names an article (id or URL) but lacks its title or text."""
+    article = request.article
+    return bool(article and (article.id or article.url) and not (article.title and article.text))
+
+
+def resolve_article(store: Store | None, request: ScoreRequest) -> ScoreRequest:
+    """The request with title and text filled from the article store (the request's own values win)."""
+    if store is None or not needs_article_lookup(request):
+        return request
+    article = request.article
+    assert article is not None
+    try:
+        stored = store.get_article(article.id, request.site) if article.id else None
+        if stored is None and article.url:
+            stored = store.find_article_by_url(article.url, request.site)
+    except StoreError as exc:
+        logger.warning("article look-up failed, scoring without the stored article: %s", exc)
+        return request
+    if stored is None:
+        return request
+    merged = article.model_copy(
+        update={
+            "id": article.id or stored.article_id,
+            "title": article.title or stored.title,
+            "text": article.text or stored.text,
+        }
+    )
+    return request.model_copy(update={"article": merged})
+
+
+def score_fields(
+    service: Service,
+    loaded: LoadedModel,
+    requests: Sequence[ScoreRequest],
+    trusted_reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """Score requests in one model call under their sites' policies (articles already resolved)."""
+    scored = loaded.model.score([_as_input(r) for r in requests], _thresholds(loaded, requests))
+    return [
+        _response_fields(service, loaded, request, verdict, trusted_reason)
+        for request, verdict in zip(requests, scored, strict=True)
+    ]
+
+
+def score_requests(
+    service: Service,
+    loaded: LoadedModel,
+    requests: Sequence[ScoreRequest],
+    trusted_reason: str | None = None,
+) -> list[ScoreResponse]:
+    """`score_fields` as /v1/score responses."""
+    return [ScoreResponse(**fields) for fields in score_fields(service, loaded, requests, trusted_reason)]
+
+
+def audit_entry(request: ScoreRequest, response: ScoreResponse, source: str) -> AuditEntry:
+    """The audit-log row for one decision."""
+    return AuditEntry(
+        comment_id=request.comment.id,
+        site=request.site,
+        article_id=request.article.id if request.article else None,
+        text=request.comment.text,
+        author_id=request.comment.author,
+        label=response.label,
+        action=response.action,
+        decided_action=response.decision.action,
+        decided_label=response.decision.label,
+        scores=response.scores,
+        model_name=response.model.name,
+        model_version=response.model.version,
+        source=source,
+    )
+
+
+def _audit_failed(service: Service, count: int, exc: StoreError | None) -> None:
+    service.metrics.audit_failures.inc(count)
+    if exc is not None:  # without a store at all, StoreHolder has already said why (once)
+        service.stores.audit_failed(count, exc)
+
+
+def audit_quietly(service: Service, store: Store | None, entries: Sequence[AuditEntry]) -> None:
+    """Log decisions; a store failure is counted and logged (without text) but never fails the request."""
+    if not entries:
+        return
+    if store is None:
+        _audit_failed(service, len(entries), None)
+        return
+    try:
+        store.record_audit(entries)
+    except StoreError as exc:
+        _audit_failed(service, len(entries), exc)
+        return
+    service.stores.audit_succeeded()
+
+
+async def audit_from_loop(service: Service, store: Store | None, entries: Sequence[AuditEntry]) -> None:
+    """`audit_quietly` for the event loop: waits for the group commit without a threadpool hop."""
+    if not entries:
+        return
+    if store is None:
+        _audit_failed(service, len(entries), None)
+        return
+    try:
+        await asyncio.wrap_future(store.submit_audit(entries))
+    except StoreError as exc:
+        _audit_failed(service, len(entries), exc)
+        return
+    service.stores.audit_succeeded()
+
+
+def shadow_after(
+    background: BackgroundTasks,
+    service: Service,
+    store: Store | None,
+    requests: Sequence[ScoreRequest],
+    responses: Sequence[ScoreResponse],
+    source: str,
+) -> None:
+    """Have the shadow model, if one is loaded, score the same comments once the answer is sent."""
+    slot = service.models.shadow
+    if slot is None or slot.loaded is None or not requests:
+        return
+    cases = [
+        ShadowCase(
+            comment=_as_input(request),
+            comment_id=response.comment_id,
+            site=request.site,
+            author=request.comment.author,
+            champion_name=response.model.name,
+            champion_version=response.model.version,
+            champion=Verdict(label=response.label, action=response.decision.action),
+        )
+        for request, response in zip(requests, responses, strict=True)
+    ]
+    # A background task runs after the response is sent, so the caller never waits for the shadow,
+    # and the server still finishes it on shutdown (its comparisons are not lost).
+    background.add_task(service.models.shadow_tracker.run, slot.loaded, cases, store, service.metrics, source)
+
+
+def _score_one(service: Service, loaded: LoadedModel, request: ScoreRequest) -> ScoreResponse:
+    scored = loaded.model.score([_as_input(request)], _thresholds(loaded, [request]))[0]
+    return ScoreResponse(**_response_fields(service, loaded, request, scored))
+
+
+# Measured with 1000 sequential requests against uvicorn (tiny model, 2 cores): an `async def` that
+# scores inline answered a short comment in ~2.8-3.5 ms p50 against ~3.4-4.1 ms for a plain `def`
+# (the threadpool hop), with equal throughput under 8 concurrent clients. But inline scoring blocks
+# the event loop, and cost grows with length (~4 ms per 1000 comment characters, explanations
+# included, ~1 ms per 1000 characters of a new article): so requests estimated under ~4 ms are
+# scored inline and longer ones go to the threadpool, where they cannot stall /healthz.
+INLINE_SCORING_BUDGET = 1000
+
+
+def _scoring_cost(request: ScoreRequest) -> int:
+    """Rough scoring cost in comment-character units (article text is ~4x cheaper per character)."""
+    article = request.article
+    article_chars = len(article.title or "") + len(article.text or "") if article else 0
+    return len(request.comment.text) + article_chars // 4
