@@ -1,7 +1,8 @@
 """What the moderators' queue does, without HTTP: list pending comments, decide, undo, import an export.
 
 The queue's routes (`serving.api.queue.endpoints`) parse requests, call these functions and turn
-their results and exceptions into responses. Store failures come through as `StoreError`.
+their results and exceptions into responses. Store failures come through as
+`serving.store.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from serving.model.decisions import Thresholds
 from serving.model.moderation import CommentInput, Scored
 from serving.runtime.loaded import LoadedModel
 from serving.schema import ABUSIVE, DEFAULT_LABELS, OFF_TOPIC, ON_TOPIC, SPAM
+from serving.services.context import Service
 from serving.services.queue_import import ImportRecord, RawRow, RowError, validate_rows
+from serving.services.schemas import ArticleIn, CommentIn, ScoreRequest, ScoreResponse
+from serving.services.scoring import audit_entry, resolve_article, score_fields
 from serving.settings import Settings
 from serving.store.queue import (
     DecisionRecord,
@@ -26,7 +30,7 @@ from serving.store.queue import (
     record_decision,
     undo_decision,
 )
-from serving.store.records import Article, AuditEntry, AuditRecord, QueueOrder
+from serving.store.records import Article, AuditRecord, QueueOrder
 from serving.store.store import Store
 
 logger = logging.getLogger("raqib.queue")
@@ -218,27 +222,6 @@ class ImportTooLarge(ImportRefused):
 
 
 @dataclass(frozen=True)
-class CommentToScore:
-    """One imported comment, with its ids resolved, as the scorer needs it."""
-
-    comment_id: str
-    text: str
-    author: str | None
-    site: str | None
-    article_id: str | None
-    article_title: str | None
-    article_text: str | None
-
-
-class BatchScorer(Protocol):
-    """Scores comments the way the scoring API does and returns their audit rows (not yet written)."""
-
-    def __call__(self, comments: Sequence[CommentToScore], source: str) -> list[AuditEntry]:
-        """One model call for all `comments`, under each site's policy, articles filled from the store."""
-        ...
-
-
-@dataclass(frozen=True)
 class ImportResult:
     """The comments an import scored and put in the audit log (pending unless already decided)."""
 
@@ -278,34 +261,37 @@ def _articles_to_store(records: Sequence[ImportRecord]) -> list[Article]:
     return list(articles.values())
 
 
-def _to_score(record: ImportRecord) -> CommentToScore:
-    return CommentToScore(
-        comment_id=record.resolved_comment_id(),
-        text=record.text,
-        author=record.author,
+def _score_request(record: ImportRecord) -> ScoreRequest:
+    article_id = record.resolved_article_id()
+    article = (
+        ArticleIn(id=article_id, title=record.article_title, text=record.article_text) if article_id else None
+    )
+    return ScoreRequest(
+        comment=CommentIn(id=record.resolved_comment_id(), text=record.text, author=record.author),
+        article=article,
         site=record.site,
-        article_id=record.resolved_article_id(),
-        article_title=record.article_title,
-        article_text=record.article_text,
     )
 
 
 def import_comments(
-    store: Store, rows: Sequence[RawRow], settings: Settings, score: BatchScorer, moderator: str
+    service: Service, loaded: LoadedModel, store: Store, rows: Sequence[RawRow], moderator: str
 ) -> ImportResult:
     """Validate every row, store the articles, score all comments in one batch, audit them as "import".
 
+    Scoring is the scoring API's, with `loaded`: stored articles fill in, each site's policy applies.
     Raises `ImportRefused` (`ImportTooLarge` for too many rows) before anything is written, or
     `StoreError`.
     """
-    records = _checked_records(rows, settings)
+    records = _checked_records(rows, service.settings)
     articles = _articles_to_store(records)
     if articles:
         # Kept so the queue can show each comment's article title; one transaction for all of them.
         with store.write() as writer:
             for article in articles:
                 writer.put_article(article, merge=True)
-    comments = [_to_score(record) for record in records]
-    store.record_audit(score(comments, IMPORT_SOURCE))
-    logger.info("moderator %s imported %d comments into the queue", moderator, len(comments))
-    return ImportResult(comment_ids=[comment.comment_id for comment in comments])
+    requests = [resolve_article(store, _score_request(record)) for record in records]
+    # One vectorised model call for every record.
+    responses = [ScoreResponse(**fields) for fields in score_fields(service, loaded, requests)]
+    store.record_audit([audit_entry(r, s, IMPORT_SOURCE) for r, s in zip(requests, responses, strict=True)])
+    logger.info("moderator %s imported %d comments into the queue", moderator, len(requests))
+    return ImportResult(comment_ids=[request.comment.id or "" for request in requests])

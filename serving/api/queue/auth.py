@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.api.errors import ApiError
+from serving.services.errors import ApiError
 from serving.settings import Settings
 
 logger = logging.getLogger("raqib.queue")

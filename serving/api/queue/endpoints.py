@@ -7,7 +7,6 @@ results and exceptions into the API's responses and error shape.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, cast
 
 from fastapi import APIRouter, Request
@@ -15,8 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.deps import ModelDep, Service, ServiceDep, StoreDep, store_failed
-from serving.api.errors import ApiError
+from serving.api.deps import ModelDep, ServiceDep, StoreDep, store_failed
 from serving.api.queue.auth import ActingModeratorDep, ModeratorDep
 from serving.api.queue.paths import DECISIONS_PATH, IMPORT_PATH, ITEMS_PATH, SHADOW_PATH, UNDO_PATH
 from serving.api.queue.schemas import (
@@ -38,26 +36,12 @@ from serving.api.queue.schemas import (
     UndoRequest,
     UndoResponse,
 )
-from serving.api.routes.model_info import shadow_info
-from serving.api.routes.score import audit_entry, resolve_article, score_fields
-from serving.api.schemas import (
-    ArticleIn,
-    CommentIn,
-    ErrorResponse,
-    ModelRef,
-    ReasonOut,
-    ScoreRequest,
-    ScoreResponse,
-    SpanOut,
-    error_responses,
-)
 from serving.model.decisions import ACTIONS
-from serving.runtime.holder import LoadedModel
+from serving.runtime.loaded import LoadedModel
+from serving.services.errors import ApiError
 from serving.services.queue import (
     DECISION_LABELS,
-    BatchScorer,
     CommentNotFound,
-    CommentToScore,
     ImportRefused,
     ImportTooLarge,
     PendingComment,
@@ -75,8 +59,16 @@ from serving.services.queue_import import (
     read_file,
     read_json_records,
 )
+from serving.services.schemas import (
+    ErrorResponse,
+    ModelRef,
+    ReasonOut,
+    SpanOut,
+    error_responses,
+)
+from serving.services.shadow import shadow_info
+from serving.store.errors import StoreError
 from serving.store.queue import AlreadyDecided, AlreadyUndone, DecisionNotFound
-from serving.store.store import AuditEntry, Store, StoreError
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No session cookie and no moderator key."},
@@ -297,30 +289,6 @@ async def _import_rows(request: Request) -> list[RawRow]:
     )
 
 
-def _score_request(comment: CommentToScore) -> ScoreRequest:
-    article = (
-        ArticleIn(id=comment.article_id, title=comment.article_title, text=comment.article_text)
-        if comment.article_id
-        else None
-    )
-    return ScoreRequest(
-        comment=CommentIn(id=comment.comment_id, text=comment.text, author=comment.author),
-        article=article,
-        site=comment.site,
-    )
-
-
-def _scorer(service: Service, loaded: LoadedModel, store: Store) -> BatchScorer:
-    """Scoring for an import, exactly as /v1/score/batch scores: stored articles, one call, site policies."""
-
-    def score(comments: Sequence[CommentToScore], source: str) -> list[AuditEntry]:
-        requests = [resolve_article(store, _score_request(comment)) for comment in comments]
-        responses = [ScoreResponse(**fields) for fields in score_fields(service, loaded, requests)]
-        return [audit_entry(r, s, source) for r, s in zip(requests, responses, strict=True)]
-
-    return score
-
-
 def _refused(exc: ImportRefused) -> ApiError:
     if isinstance(exc, ImportTooLarge):
         return ApiError(413, exc.code, exc.message, field=exc.field)
@@ -372,11 +340,8 @@ async def import_records(
 ) -> ImportResponse:
     """Score every record in one batch and write it to the audit log (source "import") as pending."""
     rows = await _import_rows(request)
-    scorer = _scorer(service, loaded, store)
     try:
-        result = await run_in_threadpool(
-            import_comments, store, rows, service.settings, scorer, moderator.name
-        )
+        result = await run_in_threadpool(import_comments, service, loaded, store, rows, moderator.name)
     except ImportRefused as exc:
         raise _refused(exc) from None
     except StoreError as exc:

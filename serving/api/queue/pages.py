@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.errors import ApiError
 from serving.api.queue.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -21,6 +20,7 @@ from serving.api.queue.auth import (
 )
 from serving.api.queue.i18n import choose_language, remember_language, render_page, ui_text
 from serving.api.queue.paths import LOGIN_PATH, LOGOUT_PATH, QUEUE_PATH, is_https, root_path
+from serving.services.errors import ApiError
 
 logger = logging.getLogger("raqib.queue")
 

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.api.routes.model_info import ShadowInfo
-from serving.api.schemas import ExternalId, ModelRef, ReasonOut, SpanOut
 from serving.services.queue import Decision
+from serving.services.schemas import ExternalId, ModelRef, ReasonOut, SpanOut
+from serving.services.shadow import ShadowInfo
 
 Action = Literal["approve", "review", "reject"]
 # SQLite's (and PostgreSQL's bigint) largest integer: a bigger id cannot even be bound as a parameter.
