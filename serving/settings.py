@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from serving.schema import DEFAULT_BUNDLE_DIR, ModelUriError, parse_model_uri
 
 ENV_PREFIX = "RAQIB_"
 SETTINGS_FILE_ENV = "RAQIB_SETTINGS_FILE"
@@ -84,8 +86,14 @@ class Settings(BaseSettings):
         protected_namespaces=(),
     )
 
-    model_dir: Path = Path("models/champion")
+    model_dir: Path = DEFAULT_BUNDLE_DIR
     model_uri: str | None = None
+    # The MLflow tracking server that `models:/` URIs are fetched from over HTTP (RAQIB_REGISTRY_URL,
+    # else MLflow's own MLFLOW_TRACKING_URI); the server never imports mlflow.
+    registry_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAQIB_REGISTRY_URL", "MLFLOW_TRACKING_URI", "registry_url"),
+    )
     # The challenger scored beside the champion (shadow mode); its verdicts never reach the caller.
     shadow_model_dir: Path | None = None
     shadow_model_uri: str | None = None
@@ -137,8 +145,13 @@ class Settings(BaseSettings):
     @field_validator("model_uri", "shadow_model_uri")
     @classmethod
     def _registry_uri_only(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not value.startswith("models:/"):
-            raise ValueError(f"{info.field_name} must look like models:/NAME@ALIAS or models:/NAME/VERSION")
+        if value is not None:
+            try:
+                parse_model_uri(value)
+            except ModelUriError:
+                raise ValueError(
+                    f"{info.field_name} must look like models:/NAME@ALIAS or models:/NAME/VERSION"
+                ) from None
         return value
 
     @classmethod

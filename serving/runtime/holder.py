@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.model.bundle import METADATA_FILE, BundleError, read_bundle_metadata
+from serving.model.bundle import BundleError, read_bundle_metadata
 from serving.model.moderation import CommentInput, ModerationModel
 from serving.runtime.loaded import LoadedModel, ShadowSlot
 from serving.runtime.policy import resolve_sites, unknown_labels
+from serving.runtime.registry import fetch_registered_bundle
 from serving.runtime.shadow import ShadowTracker
 from serving.settings import Settings
 
@@ -122,14 +117,14 @@ def warm_up(model: ModerationModel) -> None:
 def resolve_bundle_dir(settings: Settings) -> Path:
     """The bundle directory to load: `model_dir`, or the registry model cached under `state_dir`."""
     if settings.model_uri:
-        return cache_registry_model(settings.model_uri, settings.state_dir)
+        return fetch_registered_bundle(settings.model_uri, settings.registry_url, settings.state_dir)
     return settings.model_dir
 
 
 def resolve_shadow_dir(settings: Settings) -> Path:
     """The shadow bundle directory: `shadow_model_dir`, or `shadow_model_uri` cached like `model_uri`."""
     if settings.shadow_model_uri:
-        return cache_registry_model(settings.shadow_model_uri, settings.state_dir)
+        return fetch_registered_bundle(settings.shadow_model_uri, settings.registry_url, settings.state_dir)
     if settings.shadow_model_dir is None:
         raise BundleError("no shadow model configured")
     return settings.shadow_model_dir
@@ -144,62 +139,3 @@ def _bundle_identity(bundle_dir: Path | None) -> tuple[str | None, str | None]:
     except BundleError:
         return None, None
     return str(metadata["name"]), str(metadata["version"])
-
-
-def cache_registry_model(model_uri: str, state_dir: Path) -> Path:
-    """Resolve a models:/ URI into a verified bundle under `state_dir`, without importing mlflow.
-
-    The registry belongs to training: the server runs `raqib export` (training's CLI, in a child
-    process) into a staging directory, then keeps the bundle under models/NAME/VERSION. The
-    server process itself never imports mlflow, so its start-up and memory stay those of serving.
-    """
-    ref = model_uri.removeprefix("models:/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        selector = ["--alias", alias]
-    else:
-        name, _, version = ref.rpartition("/")
-        selector = ["--version", version]
-    if not name or not selector[1]:
-        raise BundleError(f"model_uri {model_uri} is neither models:/NAME@ALIAS nor models:/NAME/VERSION")
-    models_dir = state_dir / "models" / _safe_name(name)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=models_dir))
-    try:
-        command = [
-            sys.executable,
-            "-m",
-            "training.cli.main",
-            "export",
-            "--name",
-            name,
-            *selector,
-            "-o",
-            str(staging / "bundle"),
-        ]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BundleError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from None
-        if done.returncode != 0:
-            detail = " ".join((done.stderr or done.stdout).split())[-300:]
-            raise BundleError(f"cannot resolve {model_uri}: raqib export failed: {detail}")
-        metadata = read_bundle_metadata(staging / "bundle")
-        target = models_dir / _safe_name(str(metadata["version"]))
-        if not (target / METADATA_FILE).is_file():
-            metadata["source_uri"] = model_uri
-            (staging / "bundle" / METADATA_FILE).write_text(
-                json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-            try:
-                (staging / "bundle").rename(target)
-            except OSError:
-                if not (target / METADATA_FILE).is_file():  # another worker may have cached it first
-                    raise
-        return target
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _safe_name(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", value) or "_"

@@ -361,13 +361,13 @@ def test_shadow_model_uri_is_resolved_like_model_uri(
 ) -> None:
     calls: list[tuple[str, Path]] = []
 
-    def fake_cache(model_uri: str, state_dir: Path) -> Path:
+    def fake_fetch(model_uri: str, registry_url: str | None, state_dir: Path) -> Path:
         calls.append((model_uri, state_dir))
         if model_uri.endswith("@missing"):
             raise BundleError(f"cannot resolve {model_uri}: no such alias")
         return challenger
 
-    monkeypatch.setattr("serving.runtime.holder.cache_registry_model", fake_cache)
+    monkeypatch.setattr("serving.runtime.holder.fetch_registered_bundle", fake_fetch)
     state = tmp_path / "state"
     client = make_client(shadow_model_uri="models:/raqib-moderator@challenger", state_dir=state)
     assert calls == [("models:/raqib-moderator@challenger", state)]

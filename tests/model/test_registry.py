@@ -49,7 +49,9 @@ def test_register_gate_and_export(tracking, starter_result) -> None:
 
     from serving.model.bundle import BundleError
     from serving.model.moderation import ModerationModel
-    from training.registry.tracking import CHALLENGER, CHAMPION, export_bundle, log_and_register, promote
+    from training.registry.export import export_bundle
+    from training.registry.gate import promote
+    from training.registry.tracking import CHALLENGER, CHAMPION, log_and_register
 
     name = starter_result.config.registered_model
     first = log_and_register(starter_result, tracking)
@@ -89,44 +91,3 @@ def test_register_gate_and_export(tracking, starter_result) -> None:
     (bundle / "model.joblib").write_bytes((bundle / "model.joblib").read_bytes()[:-10])
     with pytest.raises(BundleError, match="sha256"):
         ModerationModel.from_bundle(bundle)
-
-
-def test_server_resolves_a_registry_uri_once_and_caches_it_as_a_bundle(tracking, starter_result) -> None:
-    from fastapi.testclient import TestClient
-
-    from serving.api.app import create_app
-    from serving.settings import Settings
-    from training.registry.tracking import log_and_register, promote
-
-    name = starter_result.config.registered_model
-    registered = log_and_register(starter_result, tracking)
-    promote(name, root=tracking)
-    settings = Settings(
-        model_uri=f"models:/{name}@champion", state_dir=tracking / "state", model_dir=tracking / "nowhere"
-    )
-    with TestClient(create_app(settings)) as client:
-        ready = client.get("/readyz")
-        assert ready.status_code == 200
-        assert client.get("/v1/model").json()["version"] == registered.version
-        scored = client.post("/v1/score", json={"comment": {"text": "الله يلعنكم يا كلاب"}}).json()
-        assert scored["model"]["version"] == registered.version
-    cached = list((tracking / "state" / "models").rglob("metadata.json"))
-    assert len(cached) == 1
-
-
-def test_an_unresolvable_registry_uri_leaves_the_server_up_and_not_ready(tracking) -> None:
-    from fastapi.testclient import TestClient
-
-    from serving.api.app import create_app
-    from serving.settings import Settings
-
-    settings = Settings(
-        model_uri="models:/no-such-model@champion",
-        state_dir=tracking / "state",
-        model_dir=tracking / "nowhere",
-    )
-    with TestClient(create_app(settings)) as client:
-        assert client.get("/healthz").status_code == 200
-        ready = client.get("/readyz")
-        assert ready.status_code == 503
-        assert "raqib export failed" in ready.text
