@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -72,10 +71,3 @@ def write_bundle(pipeline: Any, metadata: dict[str, Any], output: str | Path) ->
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
     return metadata
-
-
-def default_tracking_uri(root: str | Path = ".") -> str:
-    """The MLflow store: MLFLOW_TRACKING_URI, else sqlite under <root>/experiments/."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{(Path(root) / 'experiments' / 'mlflow.db').resolve()}"
-    )
