@@ -16,7 +16,6 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, store_unavailable
-from serving.api.errors import parse_body, parse_value
 from serving.api.integrations.signatures import CORAL_HEADER, SignatureError, verify_coral
 from serving.api.integrations.webhooks import EventOutcome, handle_event
 from serving.model.decisions import REJECT
@@ -24,7 +23,7 @@ from serving.runtime.loaded import LoadedModel
 from serving.runtime.policy import OBSERVE
 from serving.schema import ABUSIVE, ON_TOPIC, SPAM
 from serving.services.context import Service
-from serving.services.errors import ApiError
+from serving.services.errors import ApiError, parse_body, parse_value
 from serving.services.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
 from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.store.records import Article, FeedbackEntry

@@ -28,12 +28,11 @@ from serving.api.deps import (
     key_matches,
     store_failed,
 )
-from serving.api.errors import dotted_field
 from serving.runtime.loaded import LoadedModel
 from serving.runtime.ratelimit import caller_id
 from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.services.context import Service
-from serving.services.errors import ApiError
+from serving.services.errors import ApiError, dotted_field
 from serving.services.schemas import ScoreRequest, ScoreResponse, error_responses
 from serving.services.scoring import audit_entry, audit_quietly, score_requests
 from serving.store.errors import StoreError

@@ -17,11 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, store_failed, store_unavailable
-from serving.api.errors import parse_body, parse_value
 from serving.api.integrations.signatures import RAQIB_HEADER, SignatureError, verify_raqib
 from serving.services.articles import article_out
 from serving.services.context import Service
-from serving.services.errors import ApiError
+from serving.services.errors import ApiError, parse_body, parse_value
 from serving.services.feedback import feedback_entry, feedback_response
 from serving.services.schemas import (
     ArticlePut,

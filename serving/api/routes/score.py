@@ -14,8 +14,7 @@ from serving.api.deps import (
     enforce_rate_limit,
     require_api_key,
 )
-from serving.api.errors import describe_validation_error
-from serving.services.errors import ApiError
+from serving.services.errors import ApiError, describe_validation_error
 from serving.services.schemas import (
     BatchItemError,
     BatchItemOk,
