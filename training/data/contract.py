@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS
+from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS, LABEL_PATTERN
+from serving.tables import Lines, Row, TableError, csv_header, csv_rows, jsonl_rows
 
-LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 OPTIONAL_COLUMNS = tuple(c for c in CANONICAL_COLUMNS if c not in ("text", "label"))
 
 
@@ -62,7 +59,7 @@ def _clean_optional(value: object) -> str | None:
 
 
 def validate_record(
-    raw: dict[str, object],
+    raw: Mapping[str, object],
     *,
     path: str | Path,
     line: int,
@@ -112,49 +109,55 @@ def validate_record(
     )
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("rb") as handle:
-        for number, raw_line in enumerate(handle, start=1):
-            try:
-                yield number, raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ContractError(
-                    path, number, None, f"not valid UTF-8 (byte {exc.start}: {exc.reason})"
-                ) from None
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+CSV_SUFFIXES = (".csv", ".tsv")
 
 
 def iter_raw_rows(path: str | Path) -> Iterator[tuple[int, dict[str, object]]]:
-    """Yield (line number, raw row) from a JSONL or CSV file, decoding strictly as UTF-8."""
+    """Yield (line number, raw row) from a JSONL or CSV file, decoding strictly as UTF-8.
+
+    A CSV row is numbered by the line it starts on (quoted newlines count), may have fewer values
+    than the header, and leaves out its empty cells except the text.
+    """
     path = Path(path)
     if not path.exists():
         raise ContractError(path, None, None, "file not found")
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        for number, line in _decoded_lines(path):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ContractError(path, number, None, f"invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ContractError(path, number, None, "each line must be a JSON object")
-            yield number, row
-    elif suffix in (".csv", ".tsv"):
-        lines = dict(_decoded_lines(path))
-        text = "".join(lines[n] for n in sorted(lines))
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-        header = reader.fieldnames or []
-        if "text" not in header:
-            raise ContractError(path, 1, "text", f"no 'text' column in header {header}")
-        for row in reader:
-            # csv counts physical lines, so quoted newlines keep the reported line honest.
-            number = reader.line_num
-            if None in row:
-                raise ContractError(path, number, None, "more values than header columns")
-            yield number, {k: v for k, v in row.items() if v != "" or k == "text"}
-    else:
+    if suffix not in (*JSONL_SUFFIXES, *CSV_SUFFIXES):
         raise ContractError(path, None, None, f"unsupported file type {suffix!r} (use .jsonl or .csv)")
+    with path.open("rb") as handle:
+        # CSV files may end lines with a lone \r (old Mac exports); JSON Lines end them with \n.
+        lines = Lines(handle, universal_newlines=suffix in CSV_SUFFIXES)
+        try:
+            if suffix in JSONL_SUFFIXES:
+                yield from _rows(path, jsonl_rows(lines))
+            else:
+                yield from _csv_rows(path, lines, "\t" if suffix == ".tsv" else ",")
+        except TableError as exc:  # the file as a whole: no header, broken quoting
+            raise ContractError(path, exc.line, None, exc.message) from None
+
+
+def _csv_rows(path: Path, lines: Lines, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
+    header = csv_header(lines, delimiter)
+    if "text" not in header:
+        raise ContractError(path, 1, "text", f"no 'text' column in header {header}")
+    for number, row in _rows(path, csv_rows(lines, header, delimiter, short_rows=True)):
+        yield number, {k: v for k, v in row.items() if v != "" or k == "text"}
+
+
+def _rows(path: Path, rows: Iterator[Row | TableError]) -> Iterator[tuple[int, dict[str, object]]]:
+    for row in rows:
+        if isinstance(row, TableError):
+            raise ContractError(path, row.line, None, row.message)
+        yield row.line, row.values
+
+
+def gold_labels(records: Iterable[LabeledRecord]) -> list[str]:
+    """The label of each record, in order, for records read as labelled data; ValueError on one without."""
+    labels = [record.label for record in records]
+    if None in labels:
+        raise ValueError("a record without a label where labelled data is required")
+    return [label for label in labels if label is not None]
 
 
 def read_records(
@@ -198,9 +201,11 @@ def records_fingerprint(records: Iterable[LabeledRecord]) -> str:
 
 __all__ = [
     "DEFAULT_LABELS",
+    "LABEL_PATTERN",
     "RECORD_FIELDS",
     "ContractError",
     "LabeledRecord",
+    "gold_labels",
     "iter_raw_rows",
     "read_records",
     "record_line",
