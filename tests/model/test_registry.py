@@ -62,6 +62,7 @@ def test_register_gate_and_export(tracking, starter_result) -> None:
     assert "frozen.macro_f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"model_card.md", "plots", "eval", "bundle", "data"} <= artifacts
+    _assert_run_carries_its_bundle(first, starter_result, tracking)
 
     decision = promote(name, root=tracking)
     assert decision.promoted and decision.reason == "no champion yet"
@@ -91,3 +92,18 @@ def test_register_gate_and_export(tracking, starter_result) -> None:
     (bundle / "model.joblib").write_bytes((bundle / "model.joblib").read_bytes()[:-10])
     with pytest.raises(BundleError, match="sha256"):
         ModerationModel.from_bundle(bundle)
+
+
+def _assert_run_carries_its_bundle(registered, result, tracking) -> None:
+    """The run's `bundle/` artifacts are a complete serving bundle: what a server fetches over REST."""
+    import mlflow
+
+    from serving.model.moderation import ModerationModel
+
+    fetched = mlflow.artifacts.download_artifacts(
+        run_id=registered.run_id, artifact_path="bundle", dst_path=str(tracking / "fetched")
+    )
+    model = ModerationModel.from_bundle(fetched)  # verifies the pickle against metadata's sha256
+    assert model.version == registered.version
+    assert model.metadata["run_id"] == registered.run_id
+    assert list(model.labels) == model.metadata["labels"] == [str(c) for c in result.pipeline.classes_]

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from training.cli.main import app
 from training.data.contract import read_records
-from training.labels.importers import ImportOptions, import_export, resolved_labeled_records
+from training.data.labeled import resolved_labeled_records
+from training.labels.importers import ImportOptions, import_export
 
 pytestmark = pytest.mark.unit
 

@@ -336,7 +336,7 @@ def test_missing_bundle_fails(tmp_path) -> None:
 def test_registry_uri_is_exported_to_a_temporary_bundle(tiny_bundle, tmp_path, monkeypatch) -> None:
     import shutil
 
-    import training.registry.tracking
+    import training.registry.export
 
     calls = []
 
@@ -345,7 +345,7 @@ def test_registry_uri_is_exported_to_a_temporary_bundle(tiny_bundle, tmp_path, m
         shutil.copytree(tiny_bundle, output)
         return {}
 
-    monkeypatch.setattr(training.registry.tracking, "export_bundle", fake_export)
+    monkeypatch.setattr(training.registry.export, "export_bundle", fake_export)
     export = _write_csv(tmp_path / "export.csv", _rows())
     result = _score(str(export), "--model", "models:/raqib-moderator@champion")
     assert result.exit_code == 0, result.output

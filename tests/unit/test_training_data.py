@@ -2,10 +2,10 @@
 
 import pytest
 
+from training.data.config import AugmentConfig, DataConfig
 from training.data.contract import LabeledRecord
 from training.data.gather import augment_context, cap_sources, record_group, split_frozen
 from training.data.splits import FROZEN_EVAL_BUCKETS, split_bucket
-from training.experiment.config import AugmentConfig, DataConfig
 
 pytestmark = pytest.mark.unit
 

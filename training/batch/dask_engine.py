@@ -44,24 +44,27 @@ from pathlib import Path
 from typing import Any
 
 from training.batch.scoring import (
-    Chunk,
     ColumnError,
     ColumnMapping,
     OutputColumns,
     ProgressHook,
-    ScoreInputError,
     ScoreJob,
     ScoreSummary,
+    error_records,
+    plan_output,
+    score_chunk,
+)
+from training.data.tables import (
+    Chunk,
+    NumberedRow,
+    TableInputError,
     TextSlice,
     chunk_rows,
-    error_records,
+    delimiter_of,
     iter_csv,
     iter_jsonl,
     open_writer,
     parquet_chunks,
-    plan_output,
-    resolved_bundle,
-    score_chunk,
     slice_text_export,
 )
 
@@ -156,6 +159,7 @@ def read_bundle(spec: str) -> tuple[Any, BundleFiles]:
 
     from serving.model.bundle import METADATA_FILE, MODEL_FILE
     from serving.model.moderation import ModerationModel
+    from training.registry.export import resolved_bundle
 
     with resolved_bundle(spec) as directory:
         model = ModerationModel.from_bundle(directory)
@@ -237,7 +241,7 @@ def _parquet_parts(path: Path, target_parts: int) -> list[Part]:
     try:
         metadata = pq.ParquetFile(path).metadata
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for damaged files
-        raise ScoreInputError(path, None, None, f"not a readable Parquet file: {exc}", "row") from None
+        raise TableInputError(path, None, None, f"not a readable Parquet file: {exc}", "row") from None
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     # A row group is read whole, so it is the smallest part; one huge row group is one part.
     target_rows = max(1, math.ceil(sum(sizes) / max(1, target_parts)))
@@ -294,7 +298,7 @@ class PartResult:
     rows_out: int = 0
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    # (number, field, message, unit) of the bad row when not skipping; ScoreInputError's own
+    # (number, field, message, unit) of the bad row when not skipping; TableInputError's own
     # constructor arguments do not survive pickling, so the client rebuilds it from these.
     failure: tuple[int | None, str | None, str, str] | None = None
 
@@ -306,12 +310,12 @@ def _part_chunks(part: Part, job: PartJob) -> Iterator[Chunk]:
         return parquet_chunks(
             pq.ParquetFile(job.input), job.input, job.chunk_size, list(part.row_groups), part.rows_before
         )
-    errors: list[ScoreInputError] = []
+    errors: list[TableInputError] = []
+    rows: Iterator[NumberedRow]
     if job.input_format == "jsonl":
         rows = iter_jsonl(job.input, job.skip_bad, errors, part=part.text)
     else:
-        delimiter = "\t" if job.input_format == "tsv" else ","
-        rows = iter_csv(job.input, delimiter, job.skip_bad, errors, part=part.text)
+        rows = iter_csv(job.input, delimiter_of(job.input_format), job.skip_bad, errors, part=part.text)
     return chunk_rows(rows, errors, job.chunk_size, part.size)
 
 
@@ -350,7 +354,7 @@ def score_part(part: Part, job: PartJob, bundle: BundleFiles) -> PartResult:
                 result.counts[(row[job.out.action], row[job.out.label])] += 1
             result.rows_out += len(rows)
             writer.write(rows)
-    except ScoreInputError as exc:
+    except TableInputError as exc:
         result.failure = (exc.number, exc.field, exc.message, exc.unit)
     finally:
         writer.close()
@@ -386,7 +390,7 @@ def check_output_dir(output: Path) -> None:
 def run_dask_score(
     job: ScoreJob, model: Any, bundle: BundleFiles, client: Any, progress: ProgressHook | None = None
 ) -> DaskScoreSummary:
-    """Score the export on the cluster into `job.output/part-*`; raise ScoreInputError/ColumnError.
+    """Score the export on the cluster into `job.output/part-*`; raise TableInputError/ColumnError.
 
     `model` and `bundle` come from `read_bundle`: the client's copy gives the labels, the files go
     to the workers.
@@ -444,7 +448,7 @@ def run_dask_score(
         results = _collect(futures, parts, total, last_needed, report)
         failed = next((r.failure for r in results if r.failure is not None), None)
         if failed is not None:
-            raise ScoreInputError(job.input, *failed)
+            raise TableInputError(job.input, *failed)
         for result in results:
             summary.rows_in += result.rows_in
             summary.rows_out += result.rows_out

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serving.schema import DEFAULT_BUNDLE_DIR
+
 Evasion = Callable[[str, random.Random], str]
 
 TATWEEL = "\u0640"
@@ -277,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serving.model.moderation import ModerationModel
 
     args = list(sys.argv[1:] if argv is None else argv)
-    bundle = Path(args[0] if args else "models/champion")
+    bundle = Path(args[0]) if args else DEFAULT_BUNDLE_DIR
     root = Path(__file__).resolve().parents[2]
     texts = frozen_spam_texts(root / "data" / "starter")
     model = ModerationModel.from_bundle(bundle)

@@ -160,8 +160,8 @@ def header_lines(bundle: Path, metadata: dict[str, Any]) -> list[str]:
         f"`{metadata.get('experiment')}`, {metadata.get('classifier', {}).get('kind')}), bundle `{bundle}` "
         f"{size_mb:.1f} MB, sha256 `{str(metadata.get('sha256', ''))[:12]}…`.",
         "",
-        "Regenerate with `make bench` (all sections; `python -m training.bench.run --only SECTION` for one) and "
-        "`make soak` (the soak section). Each section states when it was measured and the machine's load "
+        "Regenerate with `make bench` (all sections; `python -m training.bench.run --only SECTION` for one) "
+        "and `make soak` (the soak section). Each section states when it was measured and the machine's load "
         "then: figures from a shared machine are noisy. Protocols are given with every figure; a missed "
         "goal says by how much.",
     ]
@@ -187,11 +187,10 @@ def log_to_mlflow(
     """Log the sections' figures (and the results file) as one run of the `raqib-bench` experiment."""
     import mlflow
 
-    from training.registry.tracking import _experiment_id, configure
+    from training.registry.tracking import configure, experiment_id
 
     configure(root)
-    experiment_id = _experiment_id(BENCH_EXPERIMENT, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with mlflow.start_run(experiment_id=experiment_id(BENCH_EXPERIMENT, root), run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         metrics = {}
         for section in sections:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serving.schema import DEFAULT_BUNDLE_DIR
 from training.bench.http import (
     RAQIB_APP,
     ServerProcess,
@@ -54,7 +55,6 @@ from training.bench.report import (
     write_results,
 )
 
-DEFAULT_BUNDLE = Path("models/champion")
 SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask")
 # Run order: the short in-process measures first, the long CPU-heavy ones last.
 RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "training")
@@ -277,9 +277,9 @@ def dask_section(bundle: Path) -> Section:
     lines = [
         stamp,
         "",
-        "Protocol: `training.batch.dask_engine.dask_score_throughput(bundle, rows=20000, workers=2)` (its own "
-        "protocol is in its docstring: the engine's `--no-explain` scoring on a local 2-worker cluster, "
-        "beside the local engine).",
+        "Protocol: `training.batch.dask_engine.dask_score_throughput(bundle, rows=20000, workers=2)` "
+        "(its own protocol is in its docstring: the engine's `--no-explain` scoring on a local 2-worker "
+        "cluster, beside the local engine).",
         "",
         "| figure | value |",
         "|---|---|",
@@ -319,7 +319,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen sections, rewrite them in experiments/RESULTS.md, log the figures to MLflow."""
     parser = argparse.ArgumentParser(prog="python -m training.bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="Serving bundle to measure.")
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE_DIR, help="Serving bundle to measure.")
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="Run this section only (repeatable)."
     )

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from serving.schema import DEFAULT_BUNDLE_DIR
 from training.bench.http import (
     SCORE_PATH,
     ServerProcess,
@@ -293,7 +294,7 @@ def soak_section(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the soak, rewrite the soak section of experiments/RESULTS.md, print it."""
     parser = argparse.ArgumentParser(prog="python -m training.bench.soak", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", type=Path, default=Path("models/champion"))
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE_DIR)
     parser.add_argument("--seconds", type=float, default=60.0, help="Length of each phase.")
     parser.add_argument("--rate", type=float, default=200.0, help="Requests per second.")
     parser.add_argument("--reload-every", type=float, default=5.0, help="Seconds between reloads.")

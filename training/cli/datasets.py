@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from serving.schema import DEFAULT_LABELS
+from training.cli.common import EXIT_FAILED, EXIT_USAGE, console
+
+if TYPE_CHECKING:
+    from training.data.datasets.registry import BuildResult, SourceSpec
 
 app = typer.Typer(no_args_is_help=True)
 
 DEFAULT_OUTPUT = Path("data/build/public.jsonl")
-LABEL_ORDER = ("on_topic", "off_topic", "spam", "abusive")
 SCRIPTS = ("arabic", "latin", "mixed", "none")
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    # A wide console keeps tables readable when output is captured (CI logs, CliRunner).
-    width = None if os.isatty(1) else 160
-    return Console(stderr=stderr, width=width, highlight=False)
 
 
 def _labels_in(counts: dict[str, dict[str, int]]) -> list[str]:
     seen = {label for row in counts.values() for label in row}
-    return [*[lab for lab in LABEL_ORDER if lab in seen], *sorted(seen - set(LABEL_ORDER))]
+    return [*[lab for lab in DEFAULT_LABELS if lab in seen], *sorted(seen - set(DEFAULT_LABELS))]
 
 
-def _counts_table(title: str, counts: dict[str, dict[str, int]]):
+def _counts_table(title: str, counts: dict[str, dict[str, int]]) -> Any:
     from rich.table import Table
 
     labels = _labels_in(counts)
@@ -94,25 +90,44 @@ def build_command(
     """Turn every public corpus into ONE canonical, deterministic JSONL file."""
     import time
 
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from training.data.datasets.common import default_root
-    from training.data.datasets.registry import UnknownSource, build, select_sources
-
     include, exclude = include or [], exclude or []
-    console, err = _console(), _console(stderr=True)
+    root = _corpus_root(from_dir)
+    present = _present_sources(root, include, exclude)
+    started = time.perf_counter()
+    result = _build_with_progress(root, output, include, exclude, seed, [s.name for s in present])
+    elapsed = time.perf_counter() - started
+    out = console()
+    out.print(_counts_table(f"Public corpora → {output}", result.counts()))
+    if result.skipped:
+        out.print("[yellow]skipped (files missing):[/yellow] " + ", ".join(sorted(result.skipped)))
+    out.print(f"records: {len(result.records):,}   time: {elapsed:.1f}s")
+    out.print(f"sha256: {result.sha256}")
+
+
+def _corpus_root(from_dir: Path | None) -> Path:
+    """--from, else $RAQIB_DATASETS, else ../shared/datasets; exit code 2 when it is not a folder."""
+    from training.data.datasets.common import default_root
+
     root = from_dir if from_dir is not None else default_root()
     if not root.is_dir():
-        err.print(
+        console(stderr=True).print(
             f"[red]Public corpora not found at {root.resolve()}[/red]\n"
             "Pass --from DIR or set RAQIB_DATASETS to the folder that holds the corpora."
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
+    return root
+
+
+def _present_sources(root: Path, include: list[str], exclude: list[str]) -> list[SourceSpec]:
+    """The selected sources whose files are all there; a warning for each one that is not."""
+    from training.data.datasets.registry import UnknownSource, select_sources
+
+    err = console(stderr=True)
     try:
         specs = select_sources(include, exclude)
     except UnknownSource as exc:
         err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     present = [s for s in specs if not s.missing_files(root)]
     for spec in specs:
         if spec not in present:
@@ -120,19 +135,28 @@ def build_command(
             err.print(f"[yellow]warning:[/yellow] skipping {spec.name}: missing {missing}")
     if not present:
         err.print(f"[red]None of the corpora were found under {root.resolve()}.[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
+    return present
 
-    started = time.perf_counter()
+
+def _build_with_progress(
+    root: Path, output: Path, include: list[str], exclude: list[str], seed: int, names: list[str]
+) -> BuildResult:
+    """Run the build with one progress line per source (records counted as they are loaded)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training.data.datasets.registry import build
+
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description:<20}"),
         BarColumn(),
         TextColumn("{task.completed:>7,} records"),
         TimeElapsedColumn(),
-        console=err,
+        console=console(stderr=True),
         transient=False,
     ) as progress:
-        tasks = {s.name: progress.add_task(s.name, total=None, start=False) for s in present}
+        tasks = {name: progress.add_task(name, total=None, start=False) for name in names}
 
         def on_start(name: str) -> None:
             progress.start_task(tasks[name])
@@ -143,7 +167,7 @@ def build_command(
         def on_done(name: str, n: int) -> None:
             progress.update(tasks[name], total=n, completed=n)
 
-        result = build(
+        return build(
             root,
             output,
             include=include,
@@ -153,13 +177,6 @@ def build_command(
             on_record=on_record,
             on_done=on_done,
         )
-    elapsed = time.perf_counter() - started
-
-    console.print(_counts_table(f"Public corpora → {output}", result.counts()))
-    if result.skipped:
-        console.print("[yellow]skipped (files missing):[/yellow] " + ", ".join(sorted(result.skipped)))
-    console.print(f"records: {len(result.records):,}   time: {elapsed:.1f}s")
-    console.print(f"sha256: {result.sha256}")
 
 
 @app.command("stats")
@@ -175,12 +192,12 @@ def stats_command(
     from serving.text.normalize import dominant_script
     from training.data.contract import ContractError, read_records
 
-    console, err = _console(), _console(stderr=True)
+    out, err = console(), console(stderr=True)
     try:
         records = read_records(file, require_label=False)
     except ContractError as exc:
         err.print(f"[red]{_escape(str(exc))}[/red]")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
 
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     lengths: dict[str, list[int]] = defaultdict(list)
@@ -192,7 +209,7 @@ def stats_command(
         lengths[source].append(len(record.text))
         scripts[source][dominant_script(record.text)] += 1
 
-    console.print(_counts_table(f"{file}: {len(records):,} records", dict(counts)))
+    out.print(_counts_table(f"{file}: {len(records):,} records", dict(counts)))
 
     length_table = Table(title="text length (characters)")
     for column in ("source", "n", "min", "median", "p95", "max"):
@@ -208,7 +225,7 @@ def stats_command(
             f"{p95:,}",
             f"{values[-1]:,}",
         )
-    console.print(length_table)
+    out.print(length_table)
 
     script_table = Table(title="dominant script of the text")
     script_table.add_column("source")
@@ -217,7 +234,7 @@ def stats_command(
     for source in sorted(scripts):
         row = scripts[source]
         script_table.add_row(source, *[f"{row.get(s, 0):,}" for s in SCRIPTS])
-    console.print(script_table)
+    out.print(script_table)
 
 
 def _escape(text: str) -> str:

@@ -6,27 +6,16 @@ import json
 import os
 import tempfile
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from serving.schema import DEFAULT_LABELS
+from training.cli.common import aware_datetime, console, fail
+
 app = typer.Typer(no_args_is_help=True)
-
-LABEL_ORDER = ("on_topic", "off_topic", "spam", "abusive")
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    width = None if os.isatty(1) else 160
-    return Console(stderr=stderr, width=width, highlight=False)
-
-
-def _fail(message: str) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -34,10 +23,9 @@ def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
+        return aware_datetime(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _write_atomically(path: Path, lines: list[str]) -> None:
@@ -80,18 +68,20 @@ def export_command(
     """Write canonical labelled records (latest verdict per site and comment) and count them per label."""
     from rich.table import Table
 
-    from serving.store.store import DB_FILE, Store, StoreError, default_store_url, redacted
+    from serving.store.engine import DB_FILE, default_store_url, redacted
+    from serving.store.errors import StoreError
+    from serving.store.store import Store
     from training.data.contract import ContractError, validate_record
 
     cutoff = parse_since(since)
     if store_url is None:
         if not (state_dir / DB_FILE).is_file():
-            _fail(f"no store at {state_dir / DB_FILE} (is --state-dir the server's state_dir?)")
+            fail(f"no store at {state_dir / DB_FILE} (is --state-dir the server's state_dir?)")
         store_url = default_store_url(state_dir)
     try:
         store = Store.open(store_url)
     except StoreError as exc:
-        _fail(f"{redacted(store_url)}: {exc}")
+        fail(f"{redacted(store_url)}: {exc}")
     skipped: Counter[str] = Counter()
     lines: list[str] = []
     counts: Counter[str] = Counter()
@@ -102,18 +92,21 @@ def export_command(
             counts[str(record["label"])] += 1
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ContractError as exc:
-        _fail(f"a feedback record breaks the data contract: {exc}")
+        fail(f"a feedback record breaks the data contract: {exc}")
     finally:
         store.close()
     _write_atomically(output, lines)
     table = Table(title=f"feedback → {output}", show_footer=True)
     table.add_column("label", footer="total")
     table.add_column("records", justify="right", footer=f"{sum(counts.values()):,}")
-    for label in [*[lab for lab in LABEL_ORDER if lab in counts], *sorted(set(counts) - set(LABEL_ORDER))]:
+    for label in [
+        *[lab for lab in DEFAULT_LABELS if lab in counts],
+        *sorted(set(counts) - set(DEFAULT_LABELS)),
+    ]:
         table.add_row(label, f"{counts[label]:,}")
-    console = _console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for reason, count in sorted(skipped.items()):
-        console.print(f"skipped {count:,}: {reason}")
+        out.print(f"skipped {count:,}: {reason}")

@@ -1,47 +1,24 @@
 """`raqib score`: score a CMS export (CSV, JSONL, Parquet) with a model bundle, in bounded memory.
 
-`--engine dask` spreads the same work over a Dask cluster (training/dask_engine.py).
+`--engine dask` spreads the same work over a Dask cluster (training/batch/dask_engine.py).
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-# Shared by `raqib score` and `raqib train`: the same two options choose the Dask cluster.
-SchedulerOption = Annotated[
-    str | None,
-    typer.Option(
-        help="With --engine dask: a running scheduler, e.g. tcp://scheduler-host:8786 (default: local)."
-    ),
-]
-DaskWorkersOption = Annotated[
-    int | None,
-    typer.Option(
-        min=1, help="With --engine dask and no --scheduler: local worker processes (default: cores)."
-    ),
-]
+from serving.schema import DEFAULT_BUNDLE_DIR
+from training.cli.common import EXIT_USAGE, DaskWorkersOption, SchedulerOption, console, fail
 
-# Exit codes: 1 = the input cannot be read (the message names the line), 2 = a usage problem
-# (missing mapped column, unknown format, bad mapping file).
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    # A wide console keeps tables readable when output is captured (CI logs, CliRunner).
-    width = None if os.isatty(1) else 160
-    return Console(stderr=stderr, width=width, highlight=False)
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+    from training.batch.dask_engine import BundleFiles
+    from training.batch.scoring import ColumnMapping, ProgressHook, ScoreJob, ScoreSummary
 
 
 def score(
@@ -60,7 +37,9 @@ def score(
             "(default: <input stem>.scored.<suffix>).",
         ),
     ] = None,
-    model: Annotated[str, typer.Option(help="Bundle dir or models:/NAME@ALIAS URI.")] = "models/champion",
+    model: Annotated[str, typer.Option(help="Bundle dir or models:/NAME@ALIAS URI.")] = str(
+        DEFAULT_BUNDLE_DIR
+    ),
     input_format: Annotated[
         str | None,
         typer.Option("--format", help="Input format when the suffix does not say: csv, tsv, jsonl, parquet."),
@@ -105,6 +84,151 @@ def score(
     workers: DaskWorkersOption = None,
 ) -> None:
     """Score a CMS export in chunks: adds label, p_<label>, action, reasons and model_version."""
+    _check_engine_options(engine, scheduler, workers, sort)
+    named_columns = {
+        "text": text_col,
+        "article_title": article_title_col,
+        "article_text": article_text_col,
+        "article_id": article_id_col,
+        "comment_id": id_col,
+        "site": site_col,
+        "author": author_col,
+    }
+    job = replace(
+        _plan_job(input_path, output, input_format, model, named_columns, mapping, engine),
+        chunk_size=chunk_size,
+        explain=explain,
+        sort_risk=sort == "risk",
+        skip_bad=skip_bad_rows,
+        prefix=prefix,
+    )
+    scorer, bundle = _load_scorer(model, engine)
+    summary = _run_with_progress(job, scorer, bundle, engine, scheduler, workers)
+    out = console()
+    if save_mapping:
+        out.print(_save_mapping(save_mapping, job.mapping))
+    out.print(_summary_table(summary))
+    spread = ""
+    if engine == "dask":
+        spread = f" on {summary.workers} Dask worker(s), {summary.parts} part file(s)"
+    out.print(
+        f"scored {summary.rows_out:,} of {summary.rows_in:,} rows in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:,.0f} rows/s) with {scorer.name} version {scorer.version}{spread} "
+        f"→ {job.output}"
+    )
+    if skip_bad_rows:
+        out.print(f"{summary.errors:,} row(s) skipped, listed in {job.errors_path}")
+
+
+def _check_engine_options(engine: str, scheduler: str | None, workers: int | None, sort: str | None) -> None:
+    """Refuse an unknown sort, engine options that do not fit together, and a sort the engine cannot do."""
+    from training.batch.dask_engine import check_engine_options
+
+    if sort not in (None, "risk"):
+        fail(f"--sort {sort!r}: only 'risk' is supported", EXIT_USAGE)
+    try:
+        check_engine_options(engine, scheduler, workers)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if engine == "dask" and sort:
+        fail(
+            "--sort risk is not available with --engine dask: it writes part files in input order, and a "
+            "global sort would bring every row back to one machine; use --engine local to sort",
+            EXIT_USAGE,
+        )
+
+
+def _plan_job(
+    input_path: Path,
+    output: Path | None,
+    input_format: str | None,
+    model: str,
+    named_columns: dict[str, str | None],
+    mapping: str | None,
+    engine: str,
+) -> ScoreJob:
+    """Formats, output path and column mapping, checked before any model is loaded (usage errors exit 2)."""
+    from serving.schema import ModelUriError, is_model_uri, parse_model_uri
+    from training.batch.dask_engine import check_output_dir
+    from training.batch.scoring import (
+        MAPPINGS_DIR,
+        ColumnError,
+        ScoreJob,
+        default_output,
+        format_of,
+        load_mapping,
+        mapping_path,
+        resolve_mapping,
+    )
+
+    try:
+        fmt = format_of(input_path, input_format)
+        output = output or default_output(input_path, fmt)
+        output_format = format_of(output)
+        saved = load_mapping(mapping_path(mapping, MAPPINGS_DIR)) if mapping else None
+        columns = resolve_mapping(named_columns, saved)
+        if is_model_uri(model):
+            parse_model_uri(model)
+        if engine == "local" and output.is_dir():
+            raise ColumnError(f"{output}: is a directory; --engine local writes one file")
+        if engine == "dask":
+            check_output_dir(output)  # before a cluster is started only to refuse
+    except (ColumnError, ModelUriError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    return ScoreJob(
+        input=input_path, output=output, input_format=fmt, output_format=output_format, mapping=columns
+    )
+
+
+def _load_scorer(model: str, engine: str) -> tuple[Any, BundleFiles | None]:
+    """The model (and, for the Dask engine, its bundle's files for the workers)."""
+    from serving.model.bundle import BundleError
+    from training.batch.dask_engine import read_bundle
+    from training.batch.scoring import load_model
+
+    try:
+        with console().status(f"loading model {model}"):
+            if engine == "dask":
+                return read_bundle(model)
+            return load_model(model), None
+    except BundleError as exc:
+        fail(str(exc))
+    except Exception as exc:  # mlflow raises its own exception types for unknown names and aliases
+        fail(f"cannot load model {model}: {exc}")
+
+
+def _run_with_progress(
+    job: ScoreJob,
+    scorer: Any,
+    bundle: BundleFiles | None,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+) -> Any:
+    """Score the export under a progress bar; an unreadable row or a failed cluster exits 1."""
+    from training.batch.dask_engine import DaskEngineError
+    from training.batch.scoring import ColumnError, run_score
+    from training.data.tables import TableInputError
+
+    progress = _progress_bar()
+    with progress:
+        report = _progress_hook(progress, by_bytes=job.input_format != "parquet")
+        try:
+            if engine == "dask" and bundle is not None:
+                return _run_on_dask(job, scorer, bundle, scheduler, workers, report)
+            return run_score(job, scorer, progress=report)
+        except TableInputError as exc:
+            progress.stop()
+            fail(f"{exc}\n(nothing written; --skip-bad-rows skips such rows and lists them)")
+        except ColumnError as exc:
+            progress.stop()
+            fail(str(exc), EXIT_USAGE)
+        except DaskEngineError as exc:  # no scheduler, no workers, or files the workers cannot see
+            progress.stop()
+            fail(str(exc))
+
+
+def _progress_bar() -> Progress:
     from rich.progress import (
         BarColumn,
         Progress,
@@ -114,90 +238,7 @@ def score(
         TimeRemainingColumn,
     )
 
-    from serving.model.bundle import BundleError
-    from training.batch.dask_engine import (
-        DaskEngineError,
-        check_engine_options,
-        check_output_dir,
-        read_bundle,
-    )
-    from training.batch.scoring import (
-        MAPPINGS_DIR,
-        ColumnError,
-        ScoreInputError,
-        ScoreJob,
-        default_output,
-        format_of,
-        load_mapping,
-        load_model,
-        mapping_path,
-        parse_model_uri,
-        resolve_mapping,
-        run_score,
-    )
-    from training.batch.scoring import save_mapping as write_mapping
-
-    console = _console()
-    if sort not in (None, "risk"):
-        _fail(f"--sort {sort!r}: only 'risk' is supported", EXIT_USAGE)
-    try:
-        check_engine_options(engine, scheduler, workers)
-    except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    if engine == "dask" and sort:
-        _fail(
-            "--sort risk is not available with --engine dask: it writes part files in input order, and a "
-            "global sort would bring every row back to one machine; use --engine local to sort",
-            EXIT_USAGE,
-        )
-    options = {
-        "text": text_col,
-        "article_title": article_title_col,
-        "article_text": article_text_col,
-        "article_id": article_id_col,
-        "comment_id": id_col,
-        "site": site_col,
-        "author": author_col,
-    }
-    try:
-        fmt = format_of(input_path, input_format)
-        output = output or default_output(input_path, fmt)
-        output_format = format_of(output)
-        saved = load_mapping(mapping_path(mapping, MAPPINGS_DIR)) if mapping else None
-        columns = resolve_mapping(options, saved)
-        if model.startswith("models:/"):
-            parse_model_uri(model)
-        if engine == "local" and output.is_dir():
-            raise ColumnError(f"{output}: is a directory; --engine local writes one file")
-        if engine == "dask":
-            check_output_dir(output)  # before a cluster is started only to refuse
-    except ColumnError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    bundle = None
-    try:
-        with console.status(f"loading model {model}"):
-            if engine == "dask":
-                scorer, bundle = read_bundle(model)
-            else:
-                scorer = load_model(model)
-    except BundleError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # mlflow raises its own exception types for unknown names and aliases
-        _fail(f"cannot load model {model}: {exc}")
-    job = ScoreJob(
-        input=input_path,
-        output=output,
-        input_format=fmt,
-        output_format=output_format,
-        mapping=columns,
-        chunk_size=chunk_size,
-        explain=explain,
-        sort_risk=sort == "risk",
-        skip_bad=skip_bad_rows,
-        prefix=prefix,
-    )
-    by_bytes = fmt != "parquet"
-    progress = Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
@@ -206,63 +247,52 @@ def score(
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=_console(stderr=True),
+        console=console(stderr=True),
     )
-    with progress:
-        task = progress.add_task("reading columns", total=None, rows=0, rate=0.0, unit="")
 
-        def report(phase: str, done: int, total: int, rows: int) -> None:
-            elapsed = progress.tasks[task].elapsed or 0.0
-            unit = ""
-            if phase == "scoring":
-                unit = f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB" if by_bytes else f"{done:,}/{total:,} rows"
-            progress.update(
-                task,
-                description=phase,
-                completed=done,
-                total=total or None,
-                rows=rows,
-                rate=rows / elapsed if elapsed else 0.0,
-                unit=unit,
-            )
 
-        try:
-            if engine == "dask":
-                summary = _run_on_dask(job, scorer, bundle, scheduler, workers, report)
-            else:
-                summary = run_score(job, scorer, progress=report)
-        except ScoreInputError as exc:
-            progress.stop()
-            _fail(f"{exc}\n(nothing written; --skip-bad-rows skips such rows and lists them)")
-        except ColumnError as exc:
-            progress.stop()
-            _fail(str(exc), EXIT_USAGE)
-        except DaskEngineError as exc:  # no scheduler, no workers, or files the workers cannot see
-            progress.stop()
-            _fail(str(exc))
-    if save_mapping:
-        try:
-            named = {name: columns.column(name) for name in columns.explicit}
-            saved_path = write_mapping(save_mapping, named, MAPPINGS_DIR)
-        except ColumnError as exc:
-            _fail(str(exc), EXIT_USAGE)
-        console.print(f"saved the column mapping as {saved_path} (reuse it with --mapping {save_mapping})")
-    console.print(_summary_table(summary))
-    spread = ""
-    if engine == "dask":
-        spread = f" on {summary.workers} Dask worker(s), {summary.parts} part file(s)"
-    console.print(
-        f"scored {summary.rows_out:,} of {summary.rows_in:,} rows in {summary.seconds:.1f} s "
-        f"({summary.rows_per_second:,.0f} rows/s) with {scorer.name} version {scorer.version}{spread} "
-        f"→ {output}"
-    )
-    if skip_bad_rows:
-        console.print(f"{summary.errors:,} row(s) skipped, listed in {job.errors_path}")
+def _progress_hook(progress: Progress, by_bytes: bool) -> ProgressHook:
+    """The scoring engines' progress callback, drawn as one task of the bar."""
+    task = progress.add_task("reading columns", total=None, rows=0, rate=0.0, unit="")
+
+    def report(phase: str, done: int, total: int, rows: int) -> None:
+        elapsed = progress.tasks[task].elapsed or 0.0
+        unit = ""
+        if phase == "scoring":
+            unit = f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB" if by_bytes else f"{done:,}/{total:,} rows"
+        progress.update(
+            task,
+            description=phase,
+            completed=done,
+            total=total or None,
+            rows=rows,
+            rate=rows / elapsed if elapsed else 0.0,
+            unit=unit,
+        )
+
+    return report
+
+
+def _save_mapping(site: str, columns: ColumnMapping) -> str:
+    """Save the explicitly named columns as the site's mapping; the line to print."""
+    from training.batch.scoring import MAPPINGS_DIR, ColumnError, save_mapping
+
+    try:
+        named = {name: columns.column(name) for name in columns.explicit}
+        saved_path = save_mapping(site, named, MAPPINGS_DIR)
+    except ColumnError as exc:
+        fail(str(exc), EXIT_USAGE)
+    return f"saved the column mapping as {saved_path} (reuse it with --mapping {site})"
 
 
 def _run_on_dask(
-    job: Any, scorer: Any, bundle: Any, scheduler: str | None, workers: int | None, report: Any
-) -> Any:
+    job: ScoreJob,
+    scorer: Any,
+    bundle: BundleFiles,
+    scheduler: str | None,
+    workers: int | None,
+    report: ProgressHook,
+) -> ScoreSummary:
     from training.batch.dask_engine import dask_client, run_dask_score
 
     report("starting the Dask cluster" if not scheduler else f"connecting to {scheduler}", 0, 0, 0)
@@ -270,7 +300,7 @@ def _run_on_dask(
         return run_dask_score(job, scorer, bundle, client, progress=report)
 
 
-def _summary_table(summary):  # type: ignore[no-untyped-def]
+def _summary_table(summary: ScoreSummary) -> Any:
     from rich.table import Table
 
     from serving.model.decisions import ACTIONS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -13,9 +12,16 @@ from pathlib import Path
 import pandas as pd
 
 from serving.schema import CANONICAL_COLUMNS, OFF_TOPIC
-from training.data.contract import ContractError, LabeledRecord, read_records, records_fingerprint
+from training.data.config import AugmentConfig, DataConfig
+from training.data.contract import (
+    ContractError,
+    LabeledRecord,
+    iter_raw_rows,
+    read_records,
+    records_fingerprint,
+)
+from training.data.labeled import resolved_labeled_records
 from training.data.splits import FROZEN_EVAL_BUCKETS, group_key, split_bucket
-from training.experiment.config import AugmentConfig, DataConfig
 
 STARTER_ARTICLES = "articles.jsonl"
 STARTER_COMMENTS = "comments.jsonl"
@@ -28,18 +34,12 @@ def load_starter(directory: str | Path, allowed_labels: Sequence[str] | None = N
     articles: dict[str, dict[str, str]] = {}
     if not articles_path.is_file():
         raise ContractError(articles_path, None, None, "starter articles file not found")
-    with articles_path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ContractError(articles_path, number, None, f"invalid JSON: {exc.msg}") from None
-            for key in ("article_id", "title", "text"):
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise ContractError(articles_path, number, key, "missing or empty")
-            articles[row["article_id"]] = row
+    for number, row in iter_raw_rows(articles_path):
+        for key in ("article_id", "title", "text"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise ContractError(articles_path, number, key, "missing or empty")
+        articles[str(row["article_id"])] = {"title": str(row["title"]), "text": str(row["text"])}
     comments_path = directory / STARTER_COMMENTS
     records = []
     for index, record in enumerate(read_records(comments_path, allowed_labels=allowed_labels), 1):
@@ -62,8 +62,6 @@ def load_labeled_dir(
     Imports are append-only, so the same comment can sit in several files; the importer's rule
     (latest moderator decision wins) resolves them, and superseded records are not trained on.
     """
-    from training.labels.importers import resolved_labeled_records
-
     return resolved_labeled_records(directory, allowed_labels)
 
 
@@ -132,7 +130,8 @@ def record_group(record: LabeledRecord) -> str:
 
 def split_frozen(records: Sequence[LabeledRecord]) -> tuple[list[LabeledRecord], list[LabeledRecord]]:
     """(train, frozen evaluation) by article-grouped hash buckets; no article on both sides."""
-    train, frozen = [], []
+    train: list[LabeledRecord] = []
+    frozen: list[LabeledRecord] = []
     for record in records:
         (frozen if split_bucket(record_group(record)) in FROZEN_EVAL_BUCKETS else train).append(record)
     return train, frozen

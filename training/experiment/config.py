@@ -6,16 +6,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from serving.schema import DEFAULT_LABELS
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from serving.schema import DEFAULT_LABELS, DEFAULT_MODEL_NAME
+from training.data.config import AugmentConfig, DataConfig, FrozenConfig
 
 
-class FeatureConfig(_Frozen):
+class FeatureConfig(FrozenConfig):
     """Feature blocks of the Pipeline."""
 
     char_ngrams: tuple[int, int] = (2, 5)
@@ -33,29 +30,7 @@ class FeatureConfig(_Frozen):
     signals_weight: float = 1.0
 
 
-class DataConfig(_Frozen):
-    """Where training records come from and how sources are balanced."""
-
-    starter: str | None = "data/starter"
-    public: str | None = None
-    labeled_dir: str | None = "data/labeled"
-    require_public: bool = False
-    exclude_sources: tuple[str, ...] = ("ar_tweet_accounts", "omp")
-    # Cap on rows per (source, label): keeps one big corpus from becoming the definition of a class.
-    max_per_source_label: dict[str, int] = Field(default_factory=dict)
-    default_max_per_source_label: int | None = None
-    source_weights: dict[str, float] = Field(default_factory=dict)
-
-
-class AugmentConfig(_Frozen):
-    """Context augmentation so the model sees every label with full, partial and no article."""
-
-    title_only_rate: float = 0.5
-    no_article_rate: float = 0.35
-    attach_article_rate: float = 0.35
-
-
-class CandidateConfig(_Frozen):
+class CandidateConfig(FrozenConfig):
     """One classifier family and the grid searched for it."""
 
     kind: str
@@ -63,7 +38,7 @@ class CandidateConfig(_Frozen):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
 
-class ThresholdConfig(_Frozen):
+class ThresholdConfig(FrozenConfig):
     """How reject/review thresholds are chosen from out-of-fold predictions."""
 
     target_precision: float = 0.99
@@ -71,14 +46,14 @@ class ThresholdConfig(_Frozen):
     min_support: int = 10
 
 
-class GateConfig(_Frozen):
+class GateConfig(FrozenConfig):
     """Promotion gate: how much worse than the champion a challenger may be."""
 
     metric: str = "macro_f1"
     tolerance: float = 0.01
 
 
-class ExperimentConfig(_Frozen):
+class ExperimentConfig(FrozenConfig):
     """A whole experiment: data, features, candidates, thresholds, registry."""
 
     name: str = "raqib-starter"
@@ -87,7 +62,7 @@ class ExperimentConfig(_Frozen):
     cv_folds: int = 3
     # Candidate × fold fits run in parallel processes (-1: one per core).
     n_jobs: int = -1
-    registered_model: str = "raqib-moderator"
+    registered_model: str = DEFAULT_MODEL_NAME
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -99,6 +74,19 @@ class ExperimentConfig(_Frozen):
     )
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+
+
+__all__ = [
+    "AugmentConfig",
+    "CandidateConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "FeatureConfig",
+    "GateConfig",
+    "ThresholdConfig",
+    "load_config",
+]
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,8 @@ from sklearn.metrics import (
 
 from serving.model.decisions import NEVER_REJECT, REJECT, Thresholds, decide
 from serving.schema import ACCEPTABLE_LABEL, OFF_TOPIC, ON_TOPIC
-from training.data.contract import LabeledRecord
+from training.data.contract import LabeledRecord, gold_labels
+from training.data.gather import to_frame
 
 # Sources whose on_topic rows are real comments under their own article (not constructed).
 REAL_ON_TOPIC_PAIR_SOURCES = frozenset({"aoc", "starter", "semeval2015", "fox_news", "feedback"})
@@ -132,7 +133,7 @@ def per_source_metrics(
     labels = list(labels)
     for source in sources:
         idx = [i for i, r in enumerate(records) if (r.source or "unknown") == source]
-        y = [labels.index(records[i].label) for i in idx]
+        y = [labels.index(label) for label in gold_labels(records[i] for i in idx)]
         pred = proba[idx].argmax(axis=1)
         present = sorted(set(y))
         out[source] = {
@@ -164,8 +165,6 @@ def false_off_topic_rates(
     predict_proba: Any, records: Sequence[LabeledRecord], labels: Sequence[str], thresholds: Thresholds
 ) -> dict[str, dict[str, float]]:
     """Share of real on-topic pairs called off_topic (argmax) or rejected, per context kind."""
-    from training.data.gather import to_frame
-
     out: dict[str, dict[str, float]] = {}
     labels = list(labels)
     for kind, variant in context_variants(records).items():

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from serving.model.decisions import Thresholds
 from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 from serving.schema import OFF_TOPIC, SPAM
-from training.data.contract import LabeledRecord
+from training.data.contract import LabeledRecord, gold_labels, read_records
 from training.data.gather import (
     augment_context,
     fingerprint,
@@ -110,6 +110,64 @@ def run_experiment(
     """
     started = time.perf_counter()
     progress("gathering data", 0.02)
+    data = split_records(config, root, extra_train)
+    progress("featurising", 0.10)
+    features = featurise(config, data.train)
+    settings = candidate_grid(config.candidates)
+    progress(f"cross-validating {len(settings)} candidate settings × {len(features.folds)} folds", 0.2)
+    candidates, out_of_fold = cross_validate(config, settings, features, data.labels, search_backend)
+    best_index = max(range(len(settings)), key=lambda s: candidates[s]["cv_macro_f1"])
+    best_kind, best_params = settings[best_index]
+    thresholds = choose_thresholds(
+        list(features.y_train),
+        out_of_fold[best_index],
+        data.labels,
+        target_precision=config.thresholds.target_precision,
+        target_recall=config.thresholds.target_recall,
+        min_support=config.thresholds.min_support,
+    )
+    progress(f"fitting {best_kind}", 0.75)
+    pipeline = fit_pipeline(features, best_kind, best_params, config.seed)
+    train_seconds = time.perf_counter() - started
+    progress("evaluating on the frozen set", 0.85)
+    metrics: dict[str, Any] = {"cv": candidates[best_index]}
+    if data.frozen:
+        metrics |= frozen_metrics(pipeline, data.frozen, data.labels, thresholds)
+    progress("checking for corpus leakage", 0.93)
+    metrics["leakage"] = corpus_leakage(features.featurizer, data.train, config.seed)
+    tweets = tweet_accounts_check(pipeline, config, root)
+    if tweets:
+        metrics["leakage"]["tweet_accounts"] = tweets
+    metrics["train_seconds"] = round(train_seconds, 2)
+    progress("done", 1.0)
+    return TrainResult(
+        pipeline=pipeline,
+        labels=data.labels,
+        thresholds=thresholds,
+        best={"kind": best_kind, "params": best_params},
+        candidates=candidates,
+        metrics=metrics,
+        fingerprint=fingerprint(data.train),
+        frozen_fingerprint=fingerprint(data.frozen),
+        notes=data.notes,
+        config=config,
+        frozen_records=data.frozen,
+        train_seconds=train_seconds,
+    )
+
+
+@dataclass
+class SplitData:
+    """The records of one experiment: training side, frozen evaluation set, labels, input notes."""
+
+    train: list[LabeledRecord]
+    frozen: list[LabeledRecord]
+    labels: list[str]
+    notes: dict[str, str]
+
+
+def split_records(config: ExperimentConfig, root: Path, extra_train: Sequence[LabeledRecord]) -> SplitData:
+    """Gather the configured records and split off the frozen set; `extra_train` joins training only."""
     records, notes = gather(config.data, config.labels, root)
     if extra_train:
         notes["feedback"] = f"{len(extra_train)} feedback records (training only)"
@@ -120,22 +178,44 @@ def run_experiment(
     train = [*train, *(with_comment_id(r) for r in extra_train)]
     if len({r.label for r in train}) < 2:
         raise ValueError("training split has fewer than two labels; add data")
+    return SplitData(train, frozen, labels, notes)
 
-    # Unsupervised parts (vocabulary, IDF, LSA) are fitted once on the augmented training texts;
-    # only the classifiers are refitted per fold, so the search costs one featurisation.
-    progress("featurising", 0.10)
+
+@dataclass
+class Features:
+    """The featurised training data, shared by every candidate and fold.
+
+    The fit rows are the training records followed by their augmented copies; `fit_fold[i]` is the
+    cross-validation fold whose validation part holds fit row i's article (copies follow their
+    original), so a fold's classifier never sees its validation articles, not even as a copy.
+    """
+
+    featurizer: Pipeline
+    x_fit: Any
+    y_fit: np.ndarray
+    w_fit: np.ndarray
+    x_train: Any  # the first rows of x_fit: augment_context keeps the originals first, in order
+    y_train: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    fit_fold: np.ndarray
+
+
+def featurise(config: ExperimentConfig, train: Sequence[LabeledRecord]) -> Features:
+    """Augment, featurise and cut into article-grouped folds.
+
+    Unsupervised parts (vocabulary, IDF, LSA) are fitted once on the augmented training texts;
+    only the classifiers are refitted per fold, so the search costs one featurisation.
+    """
     fit_records = augment_context(train, config.augment, config.seed)
     featurizer = _featurizer(config)
     x_fit = featurizer.fit_transform(to_frame(fit_records))
-    y_fit = np.array([r.label for r in fit_records])
+    y_fit = np.array(gold_labels(fit_records))
     w_fit = sample_weights(fit_records, config.data.source_weights)
-    x_train = x_fit[: len(train)]  # augment_context keeps the originals first, in order
-    y_train = y_fit[: len(train)]
     base_groups = [record_group(r) for r in train]
     # Augmented copies follow their original into the same fold.
     origin = {r.comment_id: record_group(r) for r in train}
     fit_groups = [origin.get((r.comment_id or "").split("#")[0], record_group(r)) for r in fit_records]
-
+    x_train, y_train = x_fit[: len(train)], y_fit[: len(train)]
     n_splits = max(2, min(config.cv_folds, len(set(base_groups))))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=config.seed)
     folds = list(splitter.split(np.zeros(len(train)), y_train, base_groups))
@@ -144,9 +224,18 @@ def run_experiment(
         for i in val_idx:
             group_to_fold[base_groups[i]] = fold
     fit_fold = np.array([group_to_fold.get(g, -1) for g in fit_groups])
+    return Features(featurizer, x_fit, y_fit, w_fit, x_train, y_train, folds, fit_fold)
 
-    settings = candidate_grid(config.candidates)
-    progress(f"cross-validating {len(settings)} candidate settings × {len(folds)} folds", 0.2)
+
+def cross_validate(
+    config: ExperimentConfig,
+    settings: Sequence[tuple[str, dict[str, Any]]],
+    features: Features,
+    labels: list[str],
+    search_backend: str | None,
+) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Every candidate setting on every fold: CV metrics per setting and its out-of-fold probabilities."""
+    folds = features.folds
     jobs = [(s, fold) for s in range(len(settings)) for fold in range(len(folds))]
     search: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     n_jobs = config.n_jobs
@@ -160,18 +249,19 @@ def run_experiment(
                 settings[s][0],
                 settings[s][1],
                 config.seed,
-                x_fit,
-                y_fit,
-                w_fit,
-                fit_fold != fold,
-                x_train[folds[fold][1]],
+                features.x_fit,
+                features.y_fit,
+                features.w_fit,
+                features.fit_fold != fold,
+                features.x_train[folds[fold][1]],
             )
             for s, fold in jobs
         )
+    y_train = [str(y) for y in features.y_train]
     candidates: list[dict[str, Any]] = []
-    oof_by_setting: dict[int, np.ndarray] = {}
+    out_of_fold: dict[int, np.ndarray] = {}
     for s, (kind, params) in enumerate(settings):
-        oof = np.zeros((len(train), len(labels)))
+        oof = np.zeros((len(y_train), len(labels)))
         seconds = 0.0
         for (job_setting, fold), (classes, proba, elapsed) in zip(jobs, fitted, strict=True):
             if job_setting != s:
@@ -191,73 +281,51 @@ def run_experiment(
                 "seconds": round(seconds, 2),
             }
         )
-        oof_by_setting[s] = oof
-    best_index = max(range(len(settings)), key=lambda s: candidates[s]["cv_macro_f1"])
-    best_kind, best_params = settings[best_index]
-    oof = oof_by_setting[best_index]
-    thresholds = choose_thresholds(
-        y_train,
-        oof,
-        labels,
-        target_precision=config.thresholds.target_precision,
-        target_recall=config.thresholds.target_recall,
-        min_support=config.thresholds.min_support,
-    )
+        out_of_fold[s] = oof
+    return candidates, out_of_fold
 
-    progress(f"fitting {best_kind}", 0.75)
-    classifier = build_classifier(best_kind, best_params, config.seed)
-    classifier.fit(x_fit, y_fit, sample_weight=w_fit)
-    pipeline = Pipeline(
+
+def fit_pipeline(features: Features, kind: str, params: dict[str, Any], seed: int) -> Pipeline:
+    """The chosen classifier fitted on all training rows, behind the already fitted featurizer."""
+    classifier = build_classifier(kind, params, seed)
+    classifier.fit(features.x_fit, features.y_fit, sample_weight=features.w_fit)
+    return Pipeline(
         [
-            (PREPROCESS_STEP, featurizer.named_steps[PREPROCESS_STEP]),
-            (FEATURES_STEP, featurizer.named_steps[FEATURES_STEP]),
+            (PREPROCESS_STEP, features.featurizer.named_steps[PREPROCESS_STEP]),
+            (FEATURES_STEP, features.featurizer.named_steps[FEATURES_STEP]),
             (CLASSIFIER_STEP, classifier),
         ]
     )
-    train_seconds = time.perf_counter() - started
 
-    progress("evaluating on the frozen set", 0.85)
+
+def frozen_metrics(
+    pipeline: Pipeline,
+    frozen: Sequence[LabeledRecord],
+    labels: list[str],
+    thresholds: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """Metrics on the frozen set: overall, per source, off-topic AUCs, and false off-topic rates."""
     model_labels = [str(c) for c in pipeline.classes_]
-    metrics: dict[str, Any] = {"cv": candidates[best_index]}
+    proba = _aligned_proba(pipeline, frozen, model_labels, labels)
+    truth = gold_labels(frozen)
     policy = Thresholds(thresholds["reject_at"], thresholds["review_at"])
-    if frozen:
-        proba = _aligned_proba(pipeline, frozen, model_labels, labels)
-        metrics["frozen"] = classification_metrics([r.label for r in frozen], proba, labels)
-        metrics["frozen_per_source"] = per_source_metrics(frozen, proba, labels)
-        metrics["frozen_off_topic_auc"] = {
+
+    def predict(frame: Any) -> np.ndarray:
+        return _reorder(pipeline.predict_proba(frame), model_labels, labels)
+
+    return {
+        "frozen": classification_metrics(truth, proba, labels),
+        "frozen_per_source": per_source_metrics(frozen, proba, labels),
+        "frozen_off_topic_auc": {
             name: off_topic_auc(frozen, proba, labels, sources)
             for name, sources in (
                 ("aoc_constructed", ("aoc", "aoc_repaired")),
                 ("semeval2015", ("semeval2015",)),
                 ("starter", ("starter",)),
             )
-        }
-
-        def predict(frame: Any) -> np.ndarray:
-            return _reorder(pipeline.predict_proba(frame), model_labels, labels)
-
-        metrics["false_off_topic"] = false_off_topic_rates(predict, frozen, labels, policy)
-    progress("checking for corpus leakage", 0.93)
-    metrics["leakage"] = corpus_leakage(featurizer, train, config.seed)
-    tweets = tweet_accounts_check(pipeline, config, root)
-    if tweets:
-        metrics["leakage"]["tweet_accounts"] = tweets
-    metrics["train_seconds"] = round(train_seconds, 2)
-    progress("done", 1.0)
-    return TrainResult(
-        pipeline=pipeline,
-        labels=labels,
-        thresholds=thresholds,
-        best={"kind": best_kind, "params": best_params},
-        candidates=candidates,
-        metrics=metrics,
-        fingerprint=fingerprint(train),
-        frozen_fingerprint=fingerprint(frozen),
-        notes=notes,
-        config=config,
-        frozen_records=frozen,
-        train_seconds=train_seconds,
-    )
+        },
+        "false_off_topic": false_off_topic_rates(predict, frozen, labels, policy),
+    }
 
 
 def _fit_fold(
@@ -337,8 +405,6 @@ def tweet_accounts_check(pipeline: Pipeline, config: ExperimentConfig, root: Pat
     never trained on. If the model had learned "tweet ⇒ spam" from the spam-only tweet corpus,
     it would flag the genuine accounts about as often as the spam ones.
     """
-    from training.data.contract import read_records
-
     if not config.data.public or "ar_tweet_accounts" not in config.data.exclude_sources:
         return None
     path = root / config.data.public

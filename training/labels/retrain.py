@@ -27,9 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from serving.schema import SPAM
-from training.data.contract import ContractError, LabeledRecord, validate_record
+from serving.schema import DEFAULT_BUNDLE_DIR, SPAM
+from training.data.contract import ContractError, LabeledRecord, gold_labels, validate_record
+from training.data.gather import to_frame
 from training.experiment.config import ExperimentConfig
+from training.experiment.evaluate import classification_metrics
+from training.experiment.train import run_experiment
+from training.registry.export import export_bundle, frozen_records_of, load_version
+from training.registry.gate import current_champion
+from training.registry.tracking import CHAMPION, configure, log_and_register
 
 # Tolerances: how much worse than the champion a challenger may be and still be promoted.
 FROZEN_TOLERANCE = 0.01  # macro-F1 on the frozen evaluation set
@@ -140,15 +146,13 @@ def split_by_time(
 
 
 def _scores(pipeline: Any, records: Sequence[LabeledRecord]) -> tuple[np.ndarray, list[str]]:
-    from training.data.gather import to_frame
-
     return pipeline.predict_proba(to_frame(records)), [str(c) for c in pipeline.classes_]
 
 
 def _agreement(pipeline: Any, records: Sequence[LabeledRecord]) -> dict[str, Any]:
     proba, labels = _scores(pipeline, records)
     predicted = [labels[k] for k in proba.argmax(axis=1)]
-    truth = [r.label for r in records]
+    truth = gold_labels(records)
     per_label = {}
     for label in sorted(set(truth)):
         idx = [i for i, t in enumerate(truth) if t == label]
@@ -163,16 +167,15 @@ def compare(
     champion: Any | None, challenger: Any, frozen: Sequence[LabeledRecord], recent: Sequence[LabeledRecord]
 ) -> list[Comparison]:
     """Champion vs challenger on the frozen set (gate: macro-F1) and recent feedback (gate: accuracy)."""
-    from training.experiment.evaluate import classification_metrics
-
     rows: list[Comparison] = []
 
     def macro_f1(pipeline: Any) -> float:
         proba, labels = _scores(pipeline, frozen)
-        all_labels = labels + sorted({r.label for r in frozen if r.label not in labels})
+        truth = gold_labels(frozen)
+        all_labels = labels + sorted(set(truth) - set(labels))
         aligned = np.zeros((len(frozen), len(all_labels)))
         aligned[:, : len(labels)] = proba
-        return float(classification_metrics([r.label for r in frozen], aligned, all_labels)["macro_f1"])
+        return float(classification_metrics(truth, aligned, all_labels)["macro_f1"])
 
     if frozen:
         rows.append(
@@ -239,7 +242,7 @@ def retrain(
     root: Path = Path("."),
     store_url: str | None = None,
     since: datetime | None = None,
-    export_dir: Path | None = Path("models/champion"),
+    export_dir: Path | None = DEFAULT_BUNDLE_DIR,
     notify: Sequence[str] = (),
     admin_key: str | None = None,
     config_path: str | None = None,
@@ -247,16 +250,6 @@ def retrain(
 ) -> RetrainReport:
     """Run the whole retrain loop once; see the module docstring for the steps."""
     from mlflow import MlflowClient
-
-    from training.experiment.train import run_experiment
-    from training.registry.tracking import (
-        CHAMPION,
-        configure,
-        export_bundle,
-        frozen_records_of,
-        load_version,
-        log_and_register,
-    )
 
     feedback = load_feedback(store_url, since) if store_url else []
     older, recent = split_by_time(feedback)
@@ -266,32 +259,14 @@ def retrain(
     configure(root)
     client = MlflowClient()
     name = config.registered_model
-    try:
-        champion_version = client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no champion yet: mlflow raises when the alias is unset
-        champion_version = None
+    champion_version = current_champion(client, name)
     champion = None
     frozen = list(result.frozen_records)
     if champion_version is not None:
         champion = load_version(name, str(champion_version.version))
-        seen = {(r.comment_id, r.text, r.label) for r in frozen}
-        frozen += [
-            r
-            for r in frozen_records_of(champion_version.run_id)
-            if (r.comment_id, r.text, r.label) not in seen
-        ]
+        frozen = _union(frozen, frozen_records_of(champion_version.run_id))
     comparisons = compare(champion, result.pipeline, frozen, recent)
-    failing = [c for c in comparisons if not c.passes]
-    if champion_version is None:
-        promoted, reason = True, "no champion yet"
-    elif failing:
-        promoted = False
-        reason = "; ".join(
-            f"{c.metric} on {c.evaluation} {c.challenger:.4f} < champion {c.champion:.4f} − {c.tolerance}"
-            for c in failing
-        )
-    else:
-        promoted, reason = True, "not worse than the champion on the frozen set or recent feedback"
+    promoted, reason = _verdict(champion_version is not None, comparisons)
     report = RetrainReport(
         challenger_version=registered.version,
         champion_version=str(champion_version.version) if champion_version else None,
@@ -302,22 +277,50 @@ def retrain(
         feedback_held_out=len(recent),
         comparisons=comparisons,
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    client.set_model_version_tag(
-        name, registered.version, f"retrain.{stamp}", json.dumps({"promoted": promoted, "reason": reason})
+    _record_verdict(client, name, registered.version, report)
+    if promoted and export_dir is not None:
+        export_bundle(name, export_dir, alias=CHAMPION, root=root)
+        report.exported_to = str(export_dir)
+        report.notified = notify_servers(notify, admin_key)
+    _log_comparison(registered.run_id, report)
+    return report
+
+
+def _union(frozen: list[LabeledRecord], more: Sequence[LabeledRecord]) -> list[LabeledRecord]:
+    """Both runs' frozen sets, so neither model is judged only on data its own run chose."""
+    seen = {(r.comment_id, r.text, r.label) for r in frozen}
+    return frozen + [r for r in more if (r.comment_id, r.text, r.label) not in seen]
+
+
+def _verdict(has_champion: bool, comparisons: Sequence[Comparison]) -> tuple[bool, str]:
+    """(promote?, why): promote unless the challenger is worse than the champion beyond a tolerance."""
+    if not has_champion:
+        return True, "no champion yet"
+    failing = [c for c in comparisons if not c.passes]
+    if not failing:
+        return True, "not worse than the champion on the frozen set or recent feedback"
+    return False, "; ".join(
+        f"{c.metric} on {c.evaluation} {c.challenger:.4f} < champion {_fmt(c.champion)} − {c.tolerance}"
+        for c in failing
     )
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, registered.version)
-        if export_dir is not None:
-            export_bundle(name, export_dir, alias=CHAMPION, root=root)
-            report.exported_to = str(export_dir)
-            report.notified = notify_servers(notify, admin_key)
+
+
+def _record_verdict(client: Any, name: str, version: str, report: RetrainReport) -> None:
+    """Tag the challenger with the verdict and, when promoted, make it the champion."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    verdict = json.dumps({"promoted": report.promoted, "reason": report.reason})
+    client.set_model_version_tag(name, version, f"retrain.{stamp}", verdict)
+    if report.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _log_comparison(run_id: str, report: RetrainReport) -> None:
+    """The comparison as artifacts of the challenger's run (JSON and markdown)."""
     import mlflow
 
-    with mlflow.start_run(run_id=registered.run_id):
+    with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(report.to_dict(), "retrain/comparison.json")
         mlflow.log_text(report.to_markdown(), "retrain/comparison.md")
-    return report
 
 
 def campaign_catch_rate(pipeline: Any, texts: Sequence[str], label: str = SPAM) -> float:
