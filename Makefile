@@ -43,7 +43,9 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy serving
+	$(BIN)/mypy serving training
+	@# The layout's rule: no import cycles, no package importing one above it, serving never importing training.
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py tests/unit/test_dependency_rule.py
 
 # Known vulnerabilities in the locked dependencies (pip-audit); says NOT AUDITED when offline.
 audit: install

@@ -1,20 +1,21 @@
-"""Reading an export for the queue: CSV, JSONL or a JSON list of canonical records, errors by line."""
+"""Reading an export for the queue: CSV, JSONL or a JSON list of canonical records, errors by line.
+
+The rows are read with `serving.tables`, the reader of every table Raqib takes in.
+"""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
-from serving.api.errors import describe_validation_error
-from serving.api.schemas import CleanText, ExternalId
+from serving.services.errors import describe_validation_error
+from serving.services.schemas import CleanText, ExternalId
+from serving.tables import Lines, Row, TableError, csv_header, csv_rows, json_document, jsonl_rows
 
 ImportFormat = Literal["csv", "jsonl", "json"]
 
@@ -121,69 +122,54 @@ def detect_format(data: bytes, filename: str | None, content_type: str | None) -
     return "csv"
 
 
-def _decode(data: bytes) -> str:
+def _file_error(error: TableError) -> ImportFileError:
+    """A table error as the import's: its code (a missing header is a CSV problem) and line."""
+    code = "invalid_csv" if error.code == "missing_header" else error.code
+    return ImportFileError(code, str(error), line=error.line)
+
+
+def _rows(items: Iterator[Row | TableError]) -> Iterator[Row]:
+    """The rows, stopping at the first that cannot be read: an import is all or nothing."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportFileError("invalid_encoding", f"line {line}: the file is not UTF-8", line=line) from None
+        for item in items:
+            if isinstance(item, TableError):
+                raise _file_error(item)
+            yield item
+    except TableError as exc:  # the file as a whole, e.g. a quote that never closes
+        raise _file_error(exc) from None
 
 
 def read_csv(data: bytes) -> list[RawRow]:
     """Rows of a CSV file with a header line; empty cells are missing values."""
-    text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lines = Lines.of_bytes(data, universal_newlines=True)
     try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise ImportFileError("invalid_csv", f"line 1: {exc}", line=1) from None
-    if not header or not any(cell.strip() for cell in header):
-        raise ImportFileError("invalid_csv", "line 1: the CSV file has no header line", line=1)
+        header = csv_header(lines, strict=True)
+    except TableError as exc:
+        raise _file_error(exc) from None
     columns = [cell.strip() for cell in header]
+    if not any(columns):
+        raise ImportFileError("invalid_csv", "line 1: the CSV file has no header line", line=1)
     if "text" not in columns:
         raise ImportFileError("missing_field", "line 1: the CSV header has no 'text' column", 1, "text")
     rows: list[RawRow] = []
-    last_line = reader.line_num
-    while True:
-        start = last_line + 1
-        try:
-            cells = next(reader, None)
-        except csv.Error as exc:
-            raise ImportFileError("invalid_csv", f"line {start}: {exc}", line=start) from None
-        last_line = reader.line_num
-        if cells is None:
-            return rows
-        if not cells or all(not cell.strip() for cell in cells):
+    for row in _rows(csv_rows(lines, columns, strict=True, short_rows=True)):
+        if all(not cell.strip() for cell in row.values.values()):
             continue
-        if len(cells) > len(columns):
-            raise ImportFileError(
-                "invalid_csv", f"line {start}: {len(cells)} values for {len(columns)} columns", line=start
-            )
-        values: dict[str, Any] = {}
-        for column, cell in zip(columns, cells, strict=False):
-            # An empty cell is a missing value, except the text, whose emptiness is its own error.
-            values[column] = cell if cell != "" or column == "text" else None
+        # An empty cell is a missing value, except the text, whose emptiness is its own error.
+        values: dict[str, Any] = {
+            column: cell if cell != "" or column == "text" else None for column, cell in row.values.items()
+        }
         values.setdefault("text", "")
-        rows.append(RawRow(where=f"line {start}", line=start, values=values))
+        rows.append(RawRow(where=f"line {row.line}", line=row.line, values=values))
+    return rows
 
 
 def read_jsonl(data: bytes) -> list[RawRow]:
     """One JSON object per line; blank lines are skipped."""
-    text = _decode(data)
-    rows: list[RawRow] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ImportFileError(
-                "invalid_json", f"line {number}: not JSON ({exc.msg})", line=number
-            ) from None
-        if not isinstance(value, dict):
-            raise ImportFileError("invalid_type", f"line {number}: not a JSON object", line=number)
-        rows.append(RawRow(where=f"line {number}", line=number, values=value))
-    return rows
+    return [
+        RawRow(where=f"line {row.line}", line=row.line, values=row.values)
+        for row in _rows(jsonl_rows(Lines.of_bytes(data, universal_newlines=True)))
+    ]
 
 
 def read_json_records(value: Any) -> list[RawRow]:
@@ -212,11 +198,9 @@ def read_file(data: bytes, filename: str | None, content_type: str | None) -> li
     if kind == "jsonl":
         return read_jsonl(data)
     try:
-        value = json.loads(_decode(data))
-    except json.JSONDecodeError as exc:
-        raise ImportFileError(
-            "invalid_json", f"line {exc.lineno}: not JSON ({exc.msg})", line=exc.lineno
-        ) from None
+        value = json_document(data)
+    except TableError as exc:
+        raise _file_error(exc) from None
     return read_json_records(value)
 
 
