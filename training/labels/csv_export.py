@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serving.schema import CANONICAL_COLUMNS
 from training.data.tables import delimiter_of, read_csv_header
 from training.labels.common import (
     Candidate,
@@ -15,19 +16,9 @@ from training.labels.common import (
     time_field,
 )
 
-# The canonical fields `raqib import csv` reads, in the order a missing column is reported.
-CSV_FIELDS = (
-    "text",
-    "label",
-    "comment_id",
-    "article_id",
-    "article_title",
-    "article_text",
-    "author",
-    "site",
-    "source",
-    "created_at",
-)
+# The canonical fields `raqib import csv` reads: the two it needs first, in the order a missing
+# column is reported, then the optional ones.
+CSV_FIELDS = ("text", "label", *(c for c in CANONICAL_COLUMNS if c not in ("text", "label")))
 
 
 def parse(path: Path, options: ImportOptions) -> Parsed:
