@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Each folder under tests/ is one kind of test, and its marker says so: `pytest -m unit` runs
+# tests/unit and nothing else. A test module marked for another folder's kind is an error.
+FOLDER_MARKERS = ("unit", "api", "model", "e2e", "process")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
+    for item in items:
+        folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+        if folder not in FOLDER_MARKERS:
+            continue
+        others = sorted({m.name for m in item.iter_markers() if m.name in FOLDER_MARKERS} - {folder})
+        if others:
+            misplaced.append(f"{item.nodeid} is marked {others} but lives in tests/{folder}")
+        item.add_marker(getattr(pytest.mark, folder))
+    if misplaced:
+        raise pytest.UsageError("tests whose marker disagrees with their folder:\n" + "\n".join(misplaced))
+
+
 SHARED = Path(os.environ.get("RAQIB_SHARED", REPO.parent / "shared"))
 
 
@@ -35,6 +60,28 @@ def uvicorn_command(port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a child server: no RAQIB_* settings of the developer's, a throwaway state dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAQIB_") or k == "RAQIB_SHARED"}
+    # Servers started here keep their stores in a throwaway dir, never in the repository's var/.
+    env["RAQIB_STATE_DIR"] = tempfile.mkdtemp(prefix="raqib-state-")
+    env.update(extra)
+    return env
+
+
+def wait_until(check: Any, timeout: float) -> bool:
+    """Poll `check` until it is true (HTTP errors count as not yet) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 POLITICS_TITLE = "الحكومة العراقية تبدأ محادثات مع واشنطن حول انسحاب القوات الأجنبية"
@@ -143,3 +190,11 @@ def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "champion"
     write_bundle(tiny_pipeline, metadata, out)
     return out
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny bundle that a test may corrupt or overwrite."""
+    target = tmp_path / "models" / "champion"
+    shutil.copytree(tiny_bundle, target)
+    return target

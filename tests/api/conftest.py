@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("RAQIB_") and name != "RAQIB_SHARED":
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny bundle that a test may corrupt or overwrite."""
-    target = tmp_path / "models" / "champion"
-    shutil.copytree(tiny_bundle, target)
-    return target
 
 
 @pytest.fixture

@@ -25,8 +25,7 @@ from serving.api.middleware import JsonLogFormatter
 from serving.settings import Settings, SettingsError, load_settings
 from serving.store.writer import StoreWriter
 from tests.api.conftest import API_KEY, AUTH, MakeClient
-from tests.api.test_process_api import _wait_until, clean_env
-from tests.conftest import REPO, SPAM, free_port
+from tests.conftest import REPO, SPAM, clean_env, free_port, wait_until
 
 pytestmark = pytest.mark.api
 
@@ -194,7 +193,7 @@ def test_raqib_serve_writes_only_json_lines(tiny_bundle: Path) -> None:
         text=True,
     )
     try:
-        assert _wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60), "never ready"
+        assert wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60), "never ready"
         scored = httpx.post(
             f"{base}/v1/score",
             json={"comment": {"text": SECRET_TEXT}},

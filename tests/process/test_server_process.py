@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +13,14 @@ import httpx
 import pytest
 
 from serving.model.bundle import METADATA_FILE
-from tests.conftest import REPO, free_port, uvicorn_command
+from tests.conftest import REPO, clean_env, free_port, uvicorn_command, wait_until
 
-pytestmark = pytest.mark.api
+pytestmark = pytest.mark.process
 
 NO_HEAVY_IMPORTS = (
     "assert 'mlflow' not in sys.modules, 'mlflow imported';"
     "assert not [m for m in sys.modules if m == 'training' or m.startswith('training.')], 'training imported'"
 )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAQIB_") or k == "RAQIB_SHARED"}
-    # Servers started here keep their stores in a throwaway dir, never in the repository's var/.
-    env["RAQIB_STATE_DIR"] = tempfile.mkdtemp(prefix="raqib-state-")
-    env.update(extra)
-    return env
 
 
 def test_importing_the_app_imports_neither_mlflow_nor_training() -> None:
@@ -59,18 +48,6 @@ def test_serving_a_request_imports_neither_mlflow_nor_training(tiny_bundle: Path
     )
 
 
-def _wait_until(check: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pipeline: Any) -> None:
     from serving.model.bundle import write_bundle
 
@@ -85,7 +62,7 @@ def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pi
         text=True,
     )
     try:
-        assert _wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60), "never ready"
+        assert wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60), "never ready"
         headers = {"Authorization": "Bearer proc-key"}
         assert httpx.get(f"{base}/v1/model", headers=headers).json()["version"] == "0-test"
 
@@ -98,7 +75,7 @@ def test_uvicorn_factory_serves_and_reloads_on_sighup(bundle_copy: Path, tiny_pi
         def reloaded() -> bool:
             return bool(httpx.get(f"{base}/v1/model", headers=headers).json()["version"] == "9-sighup")
 
-        assert _wait_until(reloaded, 30), "SIGHUP did not reload the model"
+        assert wait_until(reloaded, 30), "SIGHUP did not reload the model"
         assert server.poll() is None, "SIGHUP must not stop the server"
         assert 'raqib_model_reloads_total{outcome="success"} 1.0' in httpx.get(f"{base}/metrics").text
     finally:

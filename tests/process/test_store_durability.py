@@ -17,7 +17,7 @@ from serving.store.engine import DB_FILE, default_store_url
 from serving.store.store import Store
 from tests.conftest import REPO, free_port, uvicorn_command
 
-pytestmark = pytest.mark.api
+pytestmark = pytest.mark.process
 
 WRITERS = 4
 ACKNOWLEDGED_BEFORE_KILL = 150
