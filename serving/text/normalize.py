@@ -23,14 +23,12 @@ PHONE_TOKEN = "xxphone"
 MENTION_TOKEN = "xxuser"
 MASK_TOKENS = (URL_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, MENTION_TOKEN)
 
-# Characters that carry no letters: zero-width, joiners, bidi controls, soft hyphen, BOM.
-INVISIBLE_CHARS = (
-    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
-    "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\u206a\u206b\u206c\u206d\u206e\u206f"
-    "\ufeff\ufe00\ufe01\ufe02\ufe03\ufe04\ufe05\ufe06\ufe07\ufe08\ufe09\ufe0a\ufe0b\ufe0c"
-    "\ufe0d\ufe0e\ufe0f"
-)
+# Invisible characters are found by Unicode category, not listed by hand: every format character
+# (Cf: zero-width spaces and joiners, bidi controls, soft hyphen, BOM, the tag characters
+# U+E0000-E007F) and every combining mark (Mn, which includes the variation selectors) is deleted.
+# These few are letters (Lo) that render as nothing, so the category cannot find them.
+BLANK_LETTERS = "\u115f\u1160\u3164\uffa0"
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn"})
 
 # Latin look-alikes spammers swap in (Cyrillic, Greek) and Persian/Urdu forms of Arabic letters.
 HOMOGLYPHS = {
@@ -105,7 +103,7 @@ def _char_table() -> dict[int, str]:
     table: dict[int, str] = {}
     for ch in (*araby.TASHKEEL, araby.TATWEEL, araby.SMALL_ALEF, "\u0653", "\u0654", "\u0655", "\u0656"):
         table[ord(ch)] = ""
-    for ch in INVISIBLE_CHARS:
+    for ch in BLANK_LETTERS:
         table[ord(ch)] = ""
     # Alef and hamza seats collapse to their bare letters; readers write them interchangeably.
     for ch in "أإآٱٲٳ":
@@ -135,12 +133,12 @@ def _char_rewrite(ch: str) -> str:
         return mapped
     if ch.isascii():
         return ch.lower()
+    if unicodedata.category(ch) in INVISIBLE_CATEGORIES:
+        return ""
     folded = unicodedata.normalize("NFKC", ch)
     if folded != ch:
         # Presentation forms and full-width letters: fold, then run the table over the result.
         return "".join(_char_table().get(ord(c), c) for c in folded).lower()
-    if unicodedata.category(ch) == "Mn":  # any other combining mark is decoration
-        return ""
     return ch.lower()
 
 

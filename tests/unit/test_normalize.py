@@ -29,6 +29,10 @@ pytestmark = pytest.mark.unit
         ("عام ٢٠٢٤ و ۱۴۰۳ و ٥٦", "عام 2024 و 1403 و 56"),  # Arabic-Indic and Persian digits
         ("وا\u200bتس\u200cا\u200dب", "واتساب"),  # zero-width characters
         ("\u202bمرحبا\u202c \u2067عالم\u2069", "مرحبا عالم"),  # bidi controls
+        # Tag characters (U+E0000-E007F, category Cf) hidden inside a word, and a soft hyphen.
+        ("وات\U000e0041\U000e007fساب", "واتساب"),
+        ("what\u00adsapp", "whatsapp"),
+        ("ش\u2064ك\u2063ر\ufe0fا", "شكرا"),  # invisible operators, a variation selector
         ("رووووعة", "رووعه"),  # elongated letters squeezed to two
         ("و ا ت س ا ب", "واتساب"),  # letter-spaced words
         ("c.a.s.h", "cash"),
@@ -124,3 +128,16 @@ def test_diacritics_belong_to_their_letter() -> None:
 )
 def test_dominant_script(text: str, script: str) -> None:
     assert dominant_script(text) == script
+
+
+def test_every_format_character_is_invisible_to_the_model() -> None:
+    # Not a hand list: every Cf code point in Unicode is deleted, so a new one cannot slip past.
+    import sys
+    import unicodedata
+
+    from serving.text.normalize import normalize
+
+    format_chars = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert len(format_chars) > 150
+    leaked = [f"U+{ord(ch):04X}" for ch in format_chars if normalize(f"ab{ch}cd") != "abcd"]
+    assert leaked == []
