@@ -258,9 +258,29 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ..
 )
 
 
+class _RewriteTable(dict[int, str]):
+    """Code point → its rewrite, filled on first sight: lets str.translate do the per-char loop in C."""
+
+    def __missing__(self, code: int) -> str:
+        rewritten = _cached_char_rewrite(chr(code))
+        self[code] = rewritten
+        return rewritten
+
+
+_REWRITE_TABLE = _RewriteTable()
+
+
 def rewrite_chars(text: str) -> str:
     """Character-level normalization only (diacritics, letter forms, digits, invisibles)."""
-    return "".join([_cached_char_rewrite(ch) for ch in text])
+    return text.translate(_REWRITE_TABLE)
+
+
+def _may_hold_email(text: str) -> bool:
+    # The e-mail pattern starts a match at every word character; most comments have no "@".
+    if "@" in text:
+        return True
+    lowered = text.lower()
+    return "[at]" in lowered or "(at)" in lowered
 
 
 def normalize(text: str) -> str:
@@ -269,6 +289,8 @@ def normalize(text: str) -> str:
         return ""
     out = rewrite_chars(text)
     for pattern, repl in _SUBSTITUTIONS:
+        if pattern is _EMAIL and not _may_hold_email(out):
+            continue
         out = pattern.sub(repl, out)
     return out.strip()
 
