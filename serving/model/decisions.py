@@ -19,6 +19,9 @@ class Thresholds:
 
     reject_at: Mapping[str, float]
     review_at: Mapping[str, float]
+    # Labels whose review_at was chosen on sources the model never saw (a label head's): it is
+    # final, and the "most likely label" fallback below never overrides it.
+    final: frozenset[str] = frozenset()
 
     def with_overrides(
         self,
@@ -29,6 +32,7 @@ class Thresholds:
         return Thresholds(
             reject_at={**self.reject_at, **(reject_at or {})},
             review_at={**self.review_at, **(review_at or {})},
+            final=self.final,
         )
 
 
@@ -51,7 +55,9 @@ def decide(
         if p >= thresholds.review_at.get(label, math.inf):
             return REVIEW, label
     # A comment the model thinks is most likely not acceptable is never waved through, whatever
-    # the recall-derived review threshold says: it goes to a moderator.
-    if risky and risky[0][1] > scores.get(acceptable, 0.0):
-        return REVIEW, risky[0][0]
+    # the recall-derived review threshold says: it goes to a moderator. Not for final labels:
+    # their review_at already says where a site the model never saw gets too many false holds.
+    fallback = [(label, p) for label, p in risky if label not in thresholds.final]
+    if fallback and fallback[0][1] > scores.get(acceptable, 0.0):
+        return REVIEW, fallback[0][0]
     return APPROVE, None

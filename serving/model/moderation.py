@@ -11,6 +11,7 @@ import numpy as np
 
 from serving.features.prepare import PreparedComments
 from serving.model.bundle import MODEL_FILE, BundleError, read_bundle_metadata, sha256_file
+from serving.model.composed import apply_heads
 from serving.model.decisions import Thresholds, decide
 from serving.model.explain import Reason, Span, display_gram, linear_view, signal_reasons, spans_from_ngrams
 from serving.schema import ACCEPTABLE_LABEL, DEFAULT_MODEL_NAME
@@ -45,23 +46,59 @@ class CommentInput:
         return {"text": self.text, "article_title": self.article_title, "article_text": self.article_text}
 
 
+class _Part:
+    """One fitted Pipeline of the model (the base, or a label's head) and its fast scorer."""
+
+    def __init__(self, pipeline: Any, n_classes: int, label: str | None = None):
+        self.pipeline = pipeline
+        self.label = label  # None for the base; the label a head decides otherwise
+        self.n_classes = n_classes
+        self.features = pipeline.named_steps[FEATURES_STEP]
+        self.classifier = pipeline.named_steps[CLASSIFIER_STEP]
+        self.linear = _linear_scorer(self.classifier, n_classes)
+        self.weights: np.ndarray | None = None
+        self.explainable = True
+        self.ngram_layout: list[tuple[Any, int, int]] | None = None
+
+    def proba(self, matrix: Any) -> np.ndarray:
+        if self.linear is not None:
+            return self.linear.proba(matrix)
+        return np.asarray(self.classifier.predict_proba(matrix))
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """One batch through the model: prepared text, each part's features, the probabilities."""
+
+    prepared: PreparedComments
+    matrices: dict[str | None, Any]
+    probabilities: np.ndarray
+
+
 class ModerationModel:
-    """A fitted Pipeline plus its metadata: the unit that serving loads and swaps."""
+    """A fitted model plus its metadata: the unit that serving loads and swaps.
+
+    The model is a Pipeline over every label, or a ComposedClassifier: that base plus heads that
+    decide one label each (serving/model/composed.py); both score through the same fast path.
+    """
 
     def __init__(self, pipeline: Any, metadata: Mapping[str, Any]):
         self.pipeline = pipeline
         self.metadata = dict(metadata)
         self.labels: tuple[str, ...] = tuple(str(c) for c in pipeline.classes_)
+        base = getattr(pipeline, "base", pipeline)
+        self._base = _Part(base, len(self.labels))
+        self._heads = [
+            _Part(head, 2, label) for label, head in (getattr(pipeline, "heads", None) or {}).items()
+        ]
         thresholds = self.metadata.get("thresholds", {})
         self.thresholds = Thresholds(
             reject_at={k: float(v) for k, v in thresholds.get("reject_at", {}).items()},
             review_at={k: float(v) for k, v in thresholds.get("review_at", {}).items()},
+            final=frozenset(str(label) for label in self.metadata.get("final_thresholds", [])),
         )
         self.name = str(self.metadata.get("name", DEFAULT_MODEL_NAME))
         self.version = str(self.metadata.get("version", "dev"))
-        self._weights: np.ndarray | None = None
-        self._explainable = True
-        self._linear = _linear_scorer(pipeline.named_steps[CLASSIFIER_STEP], len(self.labels))
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path) -> ModerationModel:
@@ -89,20 +126,21 @@ class ModerationModel:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _features(self, rows: Sequence[Mapping[str, Any]]) -> tuple[PreparedComments, Any]:
-        prepared = self.pipeline.named_steps[PREPROCESS_STEP].transform(rows)
-        matrix = self.pipeline.named_steps[FEATURES_STEP].transform(prepared)
-        return prepared, matrix
-
-    def _proba(self, matrix: Any) -> np.ndarray:
-        if self._linear is not None:
-            return self._linear.proba(matrix)
-        return np.asarray(self.pipeline.named_steps[CLASSIFIER_STEP].predict_proba(matrix))
+    def _forward(self, rows: Sequence[Mapping[str, Any]]) -> _Forward:
+        prepared = self._base.pipeline.named_steps[PREPROCESS_STEP].transform(rows)
+        matrices: dict[str | None, Any] = {None: self._base.features.transform(prepared)}
+        probabilities = self._base.proba(matrices[None])
+        if self._heads:
+            heads = {}
+            for head in self._heads:
+                matrices[head.label] = head.features.transform(prepared)
+                heads[str(head.label)] = head.proba(matrices[head.label])[:, 1]
+            probabilities = apply_heads(probabilities, self.labels, heads)
+        return _Forward(prepared, matrices, probabilities)
 
     def predict_proba(self, items: Sequence[CommentInput]) -> np.ndarray:
         """Probabilities (rows × labels) for a batch, in `self.labels` order."""
-        _, matrix = self._features([item.as_row() for item in items])
-        return self._proba(matrix)
+        return self._forward([item.as_row() for item in items]).probabilities
 
     def score(
         self,
@@ -113,8 +151,8 @@ class ModerationModel:
         """Score, decide and (optionally) explain a batch in one vectorised pass."""
         if not items:
             return []
-        prepared, matrix = self._features([item.as_row() for item in items])
-        probabilities = self._proba(matrix)
+        forward = self._forward([item.as_row() for item in items])
+        probabilities = forward.probabilities
         results = []
         for i, item in enumerate(items):
             scores = {
@@ -127,7 +165,7 @@ class ModerationModel:
             spans: list[Span] = []
             if explain:
                 target = decided or (label if label != ACCEPTABLE_LABEL else None)
-                reasons, spans = self._explain(item, prepared, matrix, i, target, scores)
+                reasons, spans = self._explain(item, forward, i, target, scores)
             results.append(
                 Scored(
                     label=label,
@@ -142,24 +180,29 @@ class ModerationModel:
 
     # --- explanations --------------------------------------------------------------------------
 
-    def _explainer(self) -> np.ndarray | None:
-        if not self._explainable:
-            return None
-        if self._weights is None:
-            weights = linear_view(self.pipeline.named_steps[CLASSIFIER_STEP], len(self.labels))
-            if weights is None:
-                self._explainable = False
-                return None
-            self._weights = weights
-        return self._weights
+    def _part_for(self, target: str) -> _Part:
+        """The part whose weights explain `target`: its head if it has one, else the base."""
+        return next((head for head in self._heads if head.label == target), self._base)
 
-    def _ngram_blocks(self) -> list[tuple[Any, int, int]]:
+    @staticmethod
+    def _explainer(part: _Part) -> np.ndarray | None:
+        if not part.explainable:
+            return None
+        if part.weights is None:
+            weights = linear_view(part.classifier, part.n_classes)
+            if weights is None:
+                part.explainable = False
+                return None
+            part.weights = weights
+        return part.weights
+
+    @staticmethod
+    def _ngram_blocks(part: _Part) -> list[tuple[Any, int, int]]:
         """(transformer, first column, width) of the n-gram blocks, for naming contributions."""
-        blocks = self.__dict__.get("_ngram_layout")
-        if blocks is None:
-            union = self.pipeline.named_steps[FEATURES_STEP]
+        if part.ngram_layout is None:
+            union = part.features
             layout = union.block_layout() if hasattr(union, "block_layout") else []
-            blocks = [
+            part.ngram_layout = [
                 (transformer, offset, width)
                 for _, transformer, offset, width in layout
                 if hasattr(transformer, "explain_names")
@@ -168,13 +211,12 @@ class ModerationModel:
                     and getattr(transformer, "analyzer", None) in ("char", "char_wb", "word")
                 )
             ]
-            self.__dict__["_ngram_layout"] = blocks
-        return blocks
+        return part.ngram_layout
 
-    def _ngram_names(self, columns: np.ndarray, text: str) -> list[str | None]:
+    def _ngram_names(self, part: _Part, columns: np.ndarray, text: str) -> list[str | None]:
         """The n-gram behind each feature column of this comment (None for non-n-gram features)."""
         names: list[str | None] = [None] * len(columns)
-        for transformer, offset, width in self._ngram_blocks():
+        for transformer, offset, width in self._ngram_blocks(part):
             inside = np.flatnonzero((columns >= offset) & (columns < offset + width))
             if not len(inside):
                 continue
@@ -190,24 +232,28 @@ class ModerationModel:
     def _explain(
         self,
         item: CommentInput,
-        prepared: PreparedComments,
-        matrix: Any,
+        forward: _Forward,
         row: int,
         target: str | None,
         scores: Mapping[str, float],
     ) -> tuple[list[Reason], list[Span]]:
+        prepared = forward.prepared
         reasons = signal_reasons(prepared, row)
-        weights = self._explainer()
         spans: list[Span] = []
-        if weights is None or target is None:
+        if target is None:
             return reasons, spans
-        k = self.labels.index(target)
+        part = self._part_for(target)
+        weights = self._explainer(part)
+        if weights is None:
+            return reasons, spans
+        k = 1 if part.label is not None else self.labels.index(target)
+        matrix = forward.matrices[part.label]
         begin, end = matrix.indptr[row], matrix.indptr[row + 1]
         columns, values = matrix.indices[begin:end], matrix.data[begin:end]
         contributions = values * weights[k, columns]
         order = np.argsort(-contributions)[:40]
         order = order[contributions[order] > 0]
-        grams = self._ngram_names(columns[order], prepared.text[row])
+        grams = self._ngram_names(part, columns[order], prepared.text[row])
         ngram_weights = [
             (gram, float(value))
             for gram, value in zip(grams, contributions[order].tolist(), strict=True)
@@ -254,7 +300,8 @@ class _LinearScorer:
 
 def _linear_scorer(classifier: Any, n_classes: int) -> _LinearScorer | None:
     """A fast scorer for a fitted LogisticRegression, checked against its predict_proba; else None."""
-    if type(classifier).__name__ != "LogisticRegression" or not hasattr(classifier, "coef_"):
+    linear_kinds = ("LogisticRegression", "SGDClassifier")  # SGD only with log loss: checked below
+    if type(classifier).__name__ not in linear_kinds or not hasattr(classifier, "coef_"):
         return None
     import scipy.sparse as sp
 

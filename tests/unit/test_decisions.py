@@ -97,3 +97,15 @@ def test_metrics_and_calibration() -> None:
     assert metrics["per_class"]["b"]["recall"] == 0.5
     perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert expected_calibration_error(np.array([0, 1]), perfect) == 0.0
+
+
+def test_a_final_label_is_held_only_at_its_own_threshold() -> None:
+    # abusive's review_at was chosen on sources the model never saw: the "most likely label"
+    # fallback must not hold a comment below it, but still names the other labels.
+    policy = Thresholds(
+        reject_at={"abusive": 0.9}, review_at={"abusive": 0.65, "spam": 0.5}, final=frozenset({"abusive"})
+    )
+    assert decide({"on_topic": 0.4, "abusive": 0.55, "spam": 0.05}, policy) == (APPROVE, None)
+    assert decide({"on_topic": 0.3, "abusive": 0.66, "spam": 0.04}, policy) == (REVIEW, "abusive")
+    assert decide({"on_topic": 0.2, "abusive": 0.35, "spam": 0.45}, policy) == (REVIEW, "spam")
+    assert policy.with_overrides(review_at={"abusive": 0.7}).final == frozenset({"abusive"})

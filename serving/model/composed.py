@@ -1,0 +1,98 @@
+"""A base model over every label plus dedicated heads that decide some labels on their own.
+
+The base Pipeline scores all labels from the comment and its article. A head is a binary Pipeline
+trained for one label on data chosen for that label alone (for `abusive`: corpora with both
+classes from the same source, across dialects, and real published comments). The rule that
+combines them, `apply_heads`:
+
+    p(label)  = the head's probability
+    p(other)  = base p(other) × (1 − p(label)) / (1 − base p(label))   for every other label
+
+so the head alone says how likely the label is, and the base model's view of the remaining labels
+keeps its proportions (an insult the base model called half spam, half abusive stays "not spam"
+once the head has spoken). Probabilities still sum to one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+def apply_heads(base: np.ndarray, labels: tuple[str, ...], heads: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Combine base probabilities (rows × labels) with each head's p(label) (rows,) by the rule above."""
+    combined = np.array(base, dtype=np.float64, copy=True)
+    for label, head in heads.items():
+        k = labels.index(label)
+        p = np.clip(np.asarray(head, dtype=np.float64), 0.0, 1.0)
+        rest = 1.0 - combined[:, k]
+        others = np.ones(combined.shape[1], dtype=bool)
+        others[k] = False
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(rest > 1e-12, (1.0 - p) / rest, 0.0)
+        combined[:, others] *= factor[:, None]
+        # The base model was certain of the label the head now doubts: the freed mass goes to
+        # the first other label (the acceptable one, by the label order of every model).
+        empty = rest <= 1e-12
+        if empty.any():
+            combined[np.ix_(empty, others)] = 0.0
+            first_other = int(np.flatnonzero(others)[0])
+            combined[empty, first_other] = 1.0 - p[empty]
+        combined[:, k] = p
+    return combined
+
+
+class ComposedClassifier(ClassifierMixin, BaseEstimator):
+    """`base` (a Pipeline over every label) with `heads` ({label: binary Pipeline}) that override it.
+
+    Behaves as one classifier over canonical DataFrames (fit, predict_proba, classes_), so the
+    training, evaluation and registry code treats it like the single Pipeline it replaces.
+    """
+
+    def __init__(self, base: Any, heads: Mapping[str, Any] | None = None):
+        self.base = base
+        self.heads = heads
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> ComposedClassifier:
+        """Fit the base on every label and each head on label-vs-rest of the same rows.
+
+        Training proper builds each head from its own data (training.experiment.heads); this
+        plain fit exists so that a clone of the model can be refitted on one frame.
+        """
+        labels = np.asarray(y)
+        self.base.fit(X, labels, **fit_params)
+        for label, head in (self.heads or {}).items():
+            head.fit(X, (labels == label).astype(np.int8))
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The base model's labels."""
+        return np.asarray(self.base.classes_)
+
+    @property
+    def named_steps(self) -> Any:
+        """The base Pipeline's steps (preprocess, features, classifier)."""
+        return self.base.named_steps
+
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        """The base Pipeline's steps."""
+        steps: list[tuple[str, Any]] = self.base.steps
+        return steps
+
+    def head_probabilities(self, X: Any) -> dict[str, np.ndarray]:
+        """Each head's p(label) for the rows of X."""
+        return {label: np.asarray(head.predict_proba(X))[:, 1] for label, head in (self.heads or {}).items()}
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Base probabilities with every head applied (rows × classes_)."""
+        labels = tuple(str(c) for c in self.classes_)
+        return apply_heads(np.asarray(self.base.predict_proba(X)), labels, self.head_probabilities(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable label per row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
