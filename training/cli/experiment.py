@@ -51,6 +51,7 @@ def train(
         out.print(f"[dim]{source}: {note}[/]")
     out.print(_candidates_table(result, experiment.cv_folds))
     _print_frozen_evaluation(out, result)
+    _print_abuse_head(out, result.metrics.get("abuse_head"))
     _print_leakage_checks(out, result.metrics.get("leakage", {}))
     out.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
     if register:
@@ -144,6 +145,38 @@ def _print_frozen_evaluation(out: Console, result: TrainResult) -> None:
                 kind, str(r["n"]), percent(r["predicted_off_topic"]), percent(r["rejected_off_topic"])
             )
         out.print(table)
+
+
+def _print_abuse_head(out: Console, head: dict[str, Any] | None) -> None:
+    from rich.table import Table
+
+    if not head:
+        return
+    out.print(
+        f"abusive head: {head['rows']:,} rows; {head.get('protocol')}; review_at {head['review_at']}, "
+        f"reject_at {head['reject_at']} (from {head.get('thresholds_from')})"
+    )
+    left_out = head.get("left_out")
+    if not left_out:
+        return
+    table = Table(title="Abusive head, each source scored left out")
+    for column in ("source", "kind", "n", "ROC-AUC", "non-abusive held", "abuse caught"):
+        table.add_column(column)
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f} %"
+
+    for source, row in left_out.items():
+        auc = "—" if row["roc_auc"] is None else f"{row['roc_auc']:.3f}"
+        table.add_row(
+            source,
+            row["kind"],
+            f"{row['n']:,}",
+            auc,
+            pct(row["held_at_review"]),
+            pct(row["caught_at_review"]),
+        )
+    out.print(table)
 
 
 def _print_leakage_checks(out: Console, leak: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ class DataConfig(FrozenConfig):
     labeled_dir: str | None = "data/labeled"
     require_public: bool = False
     exclude_sources: tuple[str, ...] = ("ar_tweet_accounts", "omp")
+    # Sources that train label heads only (e.g. the abuse corpora), never the base model.
+    head_only_sources: tuple[str, ...] = ()
     # Cap on rows per (source, label): keeps one big corpus from becoming the definition of a class.
     max_per_source_label: dict[str, int] = Field(default_factory=dict)
     default_max_per_source_label: int | None = None

@@ -19,9 +19,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
+from serving.model.composed import ComposedClassifier
 from serving.model.decisions import Thresholds
 from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
-from serving.schema import OFF_TOPIC, SPAM
+from serving.schema import ABUSIVE, ACCEPTABLE_LABEL, OFF_TOPIC, SPAM
 from training.data.contract import LabeledRecord, gold_labels, read_records
 from training.data.gather import (
     augment_context,
@@ -40,6 +41,7 @@ from training.experiment.evaluate import (
     off_topic_auc,
     per_source_metrics,
 )
+from training.experiment.heads import AbuseHead, table_markdown, train_abuse_head
 from training.experiment.pipeline import build_classifier, build_pipeline
 
 Progress = Callable[[str, float], None]
@@ -53,7 +55,7 @@ def _quiet(_message: str, _fraction: float) -> None:
 class TrainResult:
     """Everything a run produced: the fitted Pipeline, its thresholds and its evidence."""
 
-    pipeline: Pipeline
+    pipeline: Any  # a Pipeline, or a ComposedClassifier (base Pipeline + label heads)
     labels: list[str]
     thresholds: dict[str, dict[str, float]]
     best: dict[str, Any]
@@ -126,11 +128,21 @@ def run_experiment(
         target_recall=config.thresholds.target_recall,
         min_support=config.thresholds.min_support,
     )
-    progress(f"fitting {best_kind}", 0.75)
-    pipeline = fit_pipeline(features, best_kind, best_params, config.seed)
+    progress(f"fitting {best_kind}", 0.6)
+    pipeline: Any = fit_pipeline(features, best_kind, best_params, config.seed)
+    head_evidence: dict[str, Any] | None = None
+    if config.abuse.enabled and ABUSIVE in data.labels:
+        head = abuse_head(config, data, progress)
+        if head is not None:
+            pipeline = ComposedClassifier(base=pipeline, heads={ABUSIVE: head.pipeline})
+            thresholds["review_at"][ABUSIVE] = head.review_at
+            thresholds["reject_at"][ABUSIVE] = head.reject_at
+            head_evidence = head.evidence
     train_seconds = time.perf_counter() - started
     progress("evaluating on the frozen set", 0.85)
     metrics: dict[str, Any] = {"cv": candidates[best_index]}
+    if head_evidence is not None:
+        metrics["abuse_head"] = head_metrics(head_evidence)
     if data.frozen:
         metrics |= frozen_metrics(pipeline, data.frozen, data.labels, thresholds)
     progress("checking for corpus leakage", 0.93)
@@ -156,6 +168,40 @@ def run_experiment(
     )
 
 
+def abuse_head(config: ExperimentConfig, data: SplitData, progress: Progress) -> AbuseHead | None:
+    """The abusive head from the training split and the head-only corpora (never the frozen set)."""
+
+    def in_distribution_rule(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+        chosen = choose_thresholds(
+            [ABUSIVE if v else ACCEPTABLE_LABEL for v in y.tolist()],
+            np.column_stack([1.0 - p, p]),
+            [ACCEPTABLE_LABEL, ABUSIVE],
+            target_precision=config.thresholds.target_precision,
+            target_recall=config.thresholds.target_recall,
+            min_support=config.thresholds.min_support,
+        )
+        return {"review_at": chosen["review_at"][ABUSIVE], "reject_at": chosen["reject_at"][ABUSIVE]}
+
+    return train_abuse_head(
+        config.abuse,
+        [*data.train, *data.head_only],
+        in_distribution_rule,
+        config.seed,
+        progress=lambda message: progress(message, 0.7),
+    )
+
+
+def head_metrics(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The head's evidence with its table keyed by source, so MLflow logs every figure as a metric."""
+    out = {k: v for k, v in evidence.items() if k != "table"}
+    if "table" in evidence:
+        out["left_out"] = {
+            row["source"]: {k: v for k, v in row.items() if k != "source"} for row in evidence["table"]
+        }
+        out["table_markdown"] = table_markdown(evidence["table"])
+    return out
+
+
 @dataclass
 class SplitData:
     """The records of one experiment: training side, frozen evaluation set, labels, input notes."""
@@ -164,11 +210,17 @@ class SplitData:
     frozen: list[LabeledRecord]
     labels: list[str]
     notes: dict[str, str]
+    head_only: list[LabeledRecord] = field(default_factory=list)
 
 
 def split_records(config: ExperimentConfig, root: Path, extra_train: Sequence[LabeledRecord]) -> SplitData:
     """Gather the configured records and split off the frozen set; `extra_train` joins training only."""
-    records, notes = gather(config.data, config.labels, root)
+    gathered, notes = gather(config.data, config.labels, root)
+    head_only_sources = set(config.data.head_only_sources)
+    records = [r for r in gathered if r.source not in head_only_sources]
+    head_only = [r for r in gathered if r.source in head_only_sources]
+    if head_only:
+        notes["head_only"] = f"{len(head_only)} records for the label heads only"
     if extra_train:
         notes["feedback"] = f"{len(extra_train)} feedback records (training only)"
     if not records and not extra_train:
@@ -178,7 +230,7 @@ def split_records(config: ExperimentConfig, root: Path, extra_train: Sequence[La
     train = [*train, *(with_comment_id(r) for r in extra_train)]
     if len({r.label for r in train}) < 2:
         raise ValueError("training split has fewer than two labels; add data")
-    return SplitData(train, frozen, labels, notes)
+    return SplitData(train, frozen, labels, notes, head_only)
 
 
 @dataclass

@@ -110,4 +110,15 @@ def model_card(result: TrainResult, version: str | None = None) -> str:
         json.dumps(result.metrics.get("leakage", {}), indent=2),
         "```",
     ]
+    head = result.metrics.get("abuse_head")
+    if head:
+        lines += [
+            "",
+            "## Abusive head: each source scored by a head that never trained on it",
+            "",
+            f"Protocol: {head.get('protocol')}; thresholds from {head.get('thresholds_from')}: "
+            f"review_at {head.get('review_at')}, reject_at {head.get('reject_at')}.",
+            "",
+            head.get("table_markdown", "(no source could be held out)"),
+        ]
     return "\n".join(lines) + "\n"

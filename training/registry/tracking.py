@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving.model.bundle import write_bundle
+from serving.schema import ABUSIVE
 from training.data.contract import write_jsonl
 from training.data.gather import to_frame
 from training.registry.card import model_card, plots
@@ -95,6 +96,12 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def final_threshold_labels(result: TrainResult) -> list[str]:
+    """The labels whose review_at comes from left-out predictions (the abusive head's, today)."""
+    head = result.metrics.get("abuse_head", {})
+    return [ABUSIVE] if head.get("thresholds_from") == "left-out predictions" else []
+
+
 def bundle_metadata(result: TrainResult) -> dict[str, Any]:
     """What serving needs beside the pickle: labels, thresholds, metrics, data fingerprint."""
     frozen = result.metrics.get("frozen", {})
@@ -102,6 +109,9 @@ def bundle_metadata(result: TrainResult) -> dict[str, Any]:
         "name": result.config.registered_model,
         "labels": [str(c) for c in result.pipeline.classes_],
         "thresholds": result.thresholds,
+        # Labels whose thresholds were chosen on sources the model never saw (serving never
+        # overrides them with its "most likely label" fallback).
+        "final_thresholds": final_threshold_labels(result),
         "classifier": result.best,
         "metrics": {
             "frozen_macro_f1": frozen.get("macro_f1"),
@@ -197,6 +207,9 @@ def _log_evidence(result: TrainResult, workdir: Path) -> None:
     mlflow.log_dict(result.metrics.get("frozen_per_source", {}), "metrics/per_source.json")
     mlflow.log_dict(library_versions(), "environment/libraries.json")
     mlflow.log_text(model_card(result), "model_card.md")
+    head = result.metrics.get("abuse_head", {})
+    if "table_markdown" in head:
+        mlflow.log_text(head["table_markdown"], "metrics/abuse_left_out.md")
     frozen_path = workdir / Path(FROZEN_ARTIFACT).name
     write_jsonl(result.frozen_records, frozen_path)
     mlflow.log_artifact(str(frozen_path), FROZEN_DIR)
