@@ -7,8 +7,8 @@ Label: -1 (offensive) and -2 (obscene) → `abusive`; 0 ("clean": deleted, but n
 language) → `on_topic`, which here only means "not abusive language". Those clean deletions are
 the only same-site negatives that exist; they let the model see Aljazeera-style political
 commentary on both sides of the label instead of only on the abusive side.
-Whether to use this source at all (and at what weight) is an experiment, see loso.py: it is NOT
-part of the recommended training data by default.
+Whether to use this source at all (and at what weight) was measured by the abuse bench section
+(experiments/RESULTS.md, "Abuse: leave-one-source-out"); the public config leaves it out.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ The AOC authors already normalised the text (letter runs shortened, punctuation 
 Label: every sentence → `on_topic`, meaning only "published, so not abusive as far as we know".
 NOBODY LABELLED THEM FOR ABUSE: the sites' moderators let them through, which is a weak, noisy
 negative (pre-2011 moderation, and a rude sentence may sit inside a polite comment). Training
-should cap and down-weight them (see sources.py); evaluation uses them as the "published comments
+should cap and down-weight them (training/experiment/heads.py);
+evaluation uses them as the "published comments
 held" measure.
 """
 

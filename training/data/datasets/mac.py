@@ -5,7 +5,8 @@ Origin: `mac_moroccan_tweets/MAC corpus.csv` (columns tweets, type, class). `typ
 "diatectal"). Tweets rather than comments, so the least news-like of the published sources.
 Label: every tweet → `on_topic`, meaning only "published, not labelled abusive". Negative and mixed
 tweets stay on the non-abusive side (criticism is not abuse) but nobody checked them for insults:
-they are noisy negatives (see sources.py). Sentiment is kept in `comment_id` (`mac:negative_17`).
+they are noisy negatives (training/experiment/heads.py).
+Sentiment is kept in `comment_id` (`mac:negative_17`).
 """
 
 from __future__ import annotations

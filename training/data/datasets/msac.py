@@ -4,7 +4,8 @@ Origin: `msac_moroccan/MSAC.arff` (one quoted text and its class per line after 
 are political comments on the government and on Benkirane, in Darija and MSA.
 Label: every comment → `on_topic`, meaning only "published, not labelled abusive". These are
 SENTIMENT labels: `neg` (criticism, anger) stays on the non-abusive side, but nobody checked the
-rows for insults, so `neg` is a noisy negative (see sources.py for its weight). The polarity is
+rows for insults, so `neg` is a noisy negative (training/experiment/heads.py: lexicon-cleaned,
+weighed at half). The polarity is
 kept in `comment_id` (`msac:neg_12`).
 """
 

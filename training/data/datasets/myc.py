@@ -5,7 +5,7 @@ Origin: `myc_moroccan_youtube/DATA_CLEANED.csv` (UTF-16 with BOM, columns senten
 Label: every comment → `on_topic`, meaning only "published, not labelled abusive". The corpus has
 SENTIMENT labels, not abuse labels: polarity -1 (negative) is kept on the non-abusive side, because
 an angry or critical comment is not abuse, but nobody checked those rows for insults, so the
-negative half is a noisy negative. Training should filter and down-weight it (see sources.py);
+negative half is a noisy negative. Training should filter and down-weight it (training/experiment/heads.py);
 the polarity is kept in `comment_id` (`myc:neg_123`) so training can weigh the halves apart.
 """
 

@@ -12,6 +12,7 @@ from training.data.contract import LabeledRecord, validate_record, write_jsonl
 from training.data.datasets import (
     alakrot_youtube,
     aljazeera_deleted,
+    aljazeera_levels,
     aoc,
     aoc_repaired,
     aoc_sentences,
@@ -115,13 +116,20 @@ SOURCES: dict[str, SourceSpec] = {
             note="abusive only; clean deletions excluded",
         ),
         SourceSpec(
+            aljazeera_levels.SOURCE,
+            aljazeera_levels.load_aljazeera_levels,
+            aljazeera_levels.FILES,
+            "train",
+            note="both language levels (clean deletions = same-site negatives); abuse head only",
+        ),
+        SourceSpec(
             "fox_news", fox_news.load_fox_news, fox_news.FILES, "train", note="English; title + summary"
         ),
-        # Issue 14: abuse corpora with both classes from the same source, across dialects. Not in the
-        # default build yet: each is added to a build with --include NAME until the public config's
-        # leave-one-source-out comparison is in experiments/RESULTS.md.
+        # Abuse corpora with both classes from the same source, across dialects: they train the
+        # abusive head only (experiments/public.toml, data.head_only_sources) and each is scored
+        # left out.
         *(
-            SourceSpec(module.SOURCE, loader, module.FILES, "train", default=False, note=note)
+            SourceSpec(module.SOURCE, loader, module.FILES, "train", note=note)
             for module, loader, note in (
                 (osact2020, osact2020.load_osact2020, "tweets with a vocative; offensive or not"),
                 (omcd, omcd.load_omcd, "Moroccan YouTube comments; offensive or not"),
@@ -141,7 +149,7 @@ SOURCES: dict[str, SourceSpec] = {
         # Real published comments with no abuse label: the non-abusive side, and what "held with no
         # article" is measured on. Sentiment corpora keep their negative half: angry is not abusive.
         *(
-            SourceSpec(module.SOURCE, loader, module.FILES, "train", default=False, note=note)
+            SourceSpec(module.SOURCE, loader, module.FILES, "train", note=note)
             for module, loader, note in (
                 (aoc_sentences, aoc_sentences.load_aoc_sentences, "published news comments (3 sites)"),
                 (myc, myc.load_myc, "Moroccan YouTube comments, sentiment"),
