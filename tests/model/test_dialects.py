@@ -24,6 +24,19 @@ NOT_ABUSIVE = {
     "msa": "أختلف مع الكاتب في بعض ما قاله، لكن المقال يطرح أسئلة مهمة",
 }
 
+# Arabizi (Arabic in Latin letters), polite: tested on the public abusive head
+# (tests/model/test_abuse_head.py); the starter model has too few Arabizi comments to judge it.
+NOT_ABUSIVE_ARABIZI = "sa7a 3la el maqal ya kho, rabi ywaf9kom"
+
+# Not abusive either: sarcasm, anger at a policy and a religious formula are not insults. Tested on
+# the public abusive head (tests/model/test_abuse_head.py).
+NOT_ABUSIVE_TONES = {
+    "sarcastic_egyptian": "طبعا الحكومة عبقرية، كل يوم إنجاز جديد في الأسعار",
+    "angry_gulf": "والله حرام اللي يصير، وين المسؤولين عن هالفوضى؟",
+    "religious_msa": "إنا لله وإنا إليه راجعون، رحم الله الضحايا وصبر أهلهم",
+    "angry_levantine": "ما بقى فينا نتحمل، الكهربا مقطوعة والأسعار نار",
+}
+
 # Abusive: an insult aimed at a person or group in each dialect group.
 ABUSIVE_TEXTS = {
     "iraqi": "انت واحد زمال وحرامي وابن كلب",
@@ -32,6 +45,13 @@ ABUSIVE_TEXTS = {
     "egyptian": "يا ابن الجزمة يا حرامي يا كلب",
     "maghrebi": "الله ينعل والديك يا الحمار يا ولد الحرام",
     "msa": "أنتم كلاب حقيرة وخونة لا تستحقون الحياة",
+    "arabizi": "inta kalb w 7mar, skot",
+}
+
+# Abusive without a classic insult word: a threat, and a sectarian slur (both models).
+ABUSIVE_KINDS = {
+    "threat": "والله لنذبحك يا خاين انت وكل عيلتك",
+    "sectarian": "الروافض الأنجاس مجوس لا يستحقون العيش",
 }
 
 # The Iraqi comment from issue 14 that the previous model scored 0.87 abusive.
@@ -65,6 +85,15 @@ def test_a_polite_comment_is_not_abusive_under_any_article_or_none(
         result = _score(starter_model, NOT_ABUSIVE[dialect], article)
         assert result.label != ABUSIVE, (dialect, where, result.scores)
         assert result.scores[ABUSIVE] < 0.5, (dialect, where, result.scores)
+
+
+@pytest.mark.parametrize("kind", sorted(ABUSIVE_KINDS))
+def test_threats_and_sectarian_slurs_are_abusive(starter_model, seed_case, kind: str) -> None:
+    article = {"title": seed_case["article_title"], "text": seed_case["article_text"]}
+    for context in (None, article):
+        result = _score(starter_model, ABUSIVE_KINDS[kind], context)
+        # Held for abuse: a moderator sees it as abusive, whichever label tops the scores.
+        assert result.decided_label == ABUSIVE, (kind, context is not None, result.scores)
 
 
 def test_the_iraqi_comment_from_the_issue_is_not_abusive(starter_model, seed_case, starter_articles) -> None:
