@@ -19,7 +19,7 @@ from typing import Any
 RESULTS = Path("experiments/RESULTS.md")
 BENCH_EXPERIMENT = "raqib-bench"
 # Order of sections in the file; sections written by something else are kept after these.
-SECTION_ORDER = ("quality", "fasttext", "latency", "http", "training", "server", "dask", "soak")
+SECTION_ORDER = ("quality", "abuse", "fasttext", "latency", "http", "training", "server", "dask", "soak")
 _SECTION = re.compile(
     r"<!-- section:(?P<key>[a-z_]+) (?P<data>\{.*?\}) -->\n(?P<body>.*?)<!-- /section:(?P=key) -->", re.S
 )

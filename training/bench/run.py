@@ -9,6 +9,7 @@ Sections (each can be run alone with `--only`; the others are kept in the file a
 - training  `raqib train` on the full public build: wall time and peak memory
 - server    cold start to ready, memory then, bundle size
 - dask      the Dask engine's throughput, when training/dask_engine.py provides it
+- abuse     the abusive head, leave-one-source-out, beside the baseline and the previous model
 
 The figures also go to MLflow (experiment `raqib-bench`). `make soak` (training/soak.py) adds the
 soak section.
@@ -55,9 +56,9 @@ from training.bench.report import (
     write_results,
 )
 
-SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask")
+SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask", "abuse")
 # Run order: the short in-process measures first, the long CPU-heavy ones last.
-RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "training")
+RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "abuse", "training")
 
 
 def _starter_comments(limit: int = 500) -> list[dict[str, Any]]:
@@ -302,6 +303,7 @@ def _metadata(bundle: Path) -> dict[str, Any]:
 
 
 def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], Section]]:
+    from training.bench.abuse import abuse_section
     from training.bench.fasttext import fasttext_section
     from training.bench.quality import quality_section
 
@@ -313,6 +315,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
         "training": training_section,
         "server": lambda: server_section(bundle),
         "dask": lambda: dask_section(bundle),
+        "abuse": abuse_section,
     }
 
 
