@@ -273,3 +273,69 @@ def abuse_section(config_path: Path = PUBLIC_CONFIG, root: Path = Path(".")) -> 
         "markdown": table_markdown(table),
     }
     return Section("abuse", "Abuse: leave-one-source-out", lines, goals, figures)
+
+
+def record_before(
+    bundle: Path, config_path: Path = PUBLIC_CONFIG, per_source: int = 5000, seed: int = 13
+) -> dict[str, Any]:
+    """Score every evaluated and published source with an earlier bundle, as `abuse_before.json`.
+
+    The comparison column "before" comes from here: e.g. `raqib export --version 1 -o /tmp/v1` then
+    `python -m training.bench.abuse --record-before /tmp/v1`. Rows have no article; held = review
+    or reject for any label.
+    """
+    import random
+
+    from serving.model.moderation import CommentInput, ModerationModel
+    from training.data.contract import read_records
+
+    config = load_config(config_path)
+    wanted = [*config.abuse.evaluated_sources, *config.abuse.published_sources]
+    model = ModerationModel.from_bundle(bundle)
+    public = Path(config.data.public or "data/build/public.jsonl")
+    by_source: dict[str, list[Any]] = {name: [] for name in wanted}
+    for record in read_records(public):
+        if record.source in by_source:
+            by_source[record.source].append(record)
+    trained = set(model.metadata.get("training_data", {}).get("by_source", {}))
+    out: dict[str, Any] = {
+        "model": f"{model.name} v{model.version}",
+        "sha256": model.metadata.get("sha256"),
+        "protocol": (
+            f"each source's rows (up to {per_source:,}, seed {seed}) with no article; held = action review "
+            "or reject for any label"
+        ),
+        "sources": {},
+    }
+    for name, rows in by_source.items():
+        if len(rows) > per_source:
+            rows = random.Random(seed).sample(rows, per_source)
+        results = []
+        for start in range(0, len(rows), 256):
+            batch = [CommentInput(r.text) for r in rows[start : start + 256]]
+            results += model.score(batch, explain=False)
+        truth = np.array([r.label == ABUSIVE for r in rows])
+        p = np.array([r.scores.get(ABUSIVE, 0.0) for r in results])
+        held = np.array([r.action != "approve" for r in results])
+        out["sources"][name] = {
+            "n": len(rows),
+            "roc_auc": float(roc_auc_score(truth, p)) if 0 < truth.sum() < len(truth) else None,
+            "held_non_abusive": float(held[~truth].mean()) if (~truth).any() else None,
+            "trained_on": name in trained,
+        }
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bench.abuse", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--record-before", type=Path, required=True, metavar="BUNDLE", help="Earlier bundle to score."
+    )
+    parser.add_argument("-o", "--output", type=Path, default=BEFORE)
+    args = parser.parse_args()
+    args.output.write_text(json.dumps(record_before(args.record_before), indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
