@@ -167,7 +167,8 @@ def _left_out(p_by_source: dict[str, tuple[list[float], list[int]]]) -> LeftOut:
         sources += [source] * len(scores)
         p += scores
         y += labels
-    return LeftOut([], np.array(y), np.array(sources, dtype=object), np.array(p), "test", 0.0)
+    records = [_record("تعليق عادي", "on_topic", source) for source in sources]
+    return LeftOut(records, np.array(y), np.array(sources, dtype=object), np.array(p), "test", 0.0)
 
 
 def test_review_at_is_the_lowest_threshold_holding_every_source_and_the_published_limit() -> None:
@@ -199,6 +200,7 @@ def test_review_at_is_the_lowest_threshold_holding_every_source_and_the_publishe
     assert by_source["b"]["held_at_review"] == 0.0
     assert by_source["b"]["caught_at_review"] == 1.0
     assert by_source["pub"]["kind"] == "published" and by_source["pub"]["roc_auc"] is None
+    assert by_source["pub"]["held_at_review_without_insult_words"] == by_source["pub"]["held_at_review"]
     assert "| b | insult |" in table_markdown(table)
 
 

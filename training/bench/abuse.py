@@ -164,6 +164,7 @@ def abuse_section(config_path: Path = PUBLIC_CONFIG, root: Path = Path(".")) -> 
         "before",
         "baseline",
         "held at review_at",
+        "held, no insult word",
         "nested held",
         "held at 0.5",
         "before: held",
@@ -190,6 +191,7 @@ def abuse_section(config_path: Path = PUBLIC_CONFIG, root: Path = Path(".")) -> 
             auc(old.get("roc_auc")),
             auc(base.get("roc_auc")),
             f"**{pct(row['held_at_review'])}**",
+            pct(row["held_at_review_without_insult_words"]),
             pct(nested.get(source)),
             pct(row["held_at_0.5"]),
             pct(old.get("held_non_abusive")),
@@ -203,7 +205,10 @@ def abuse_section(config_path: Path = PUBLIC_CONFIG, root: Path = Path(".")) -> 
         "+ logistic regression C = 1 on the ten abuse corpora, each left out in turn; held at 0.5 (it has "
         "no thresholds). *hate-only* corpora (sectarian, MLMA, Saudi hate) were labelled for hate: their "
         "non-hateful side still holds plain insults, which the product holds on purpose; they train the "
-        "head but are not used for thresholds. *nested held*: held at a review_at chosen without the source."
+        "head but are not used for thresholds. *nested held*: held at a review_at chosen without the "
+        "source. *held, no insult word*: the same share among the non-abusive rows without a hit in the "
+        "insult lexicon (training/data/insults.py): nobody checked the sentiment corpora for abuse, and "
+        "most of what the head holds there is plain insult."
     )
     comparison = (
         "source",
@@ -261,6 +266,16 @@ def abuse_section(config_path: Path = PUBLIC_CONFIG, root: Path = Path(".")) -> 
                 f"{100 * worst_pub['held_at_review']:.1f} % ({worst_pub['source']})",
                 f"≤ {GOAL_PUBLISHED:.0%}",
                 missed_by(worst_pub["held_at_review"], GOAL_PUBLISHED),
+            )
+        )
+    if published:
+        worst_clean = max(published, key=lambda r: r["held_at_review_without_insult_words"])
+        goals.append(
+            Goal(
+                "same, counting only comments without an insult word (worst of AOC, MYC, MSAC)",
+                f"{100 * worst_clean['held_at_review_without_insult_words']:.1f} % ({worst_clean['source']})",
+                f"≤ {GOAL_PUBLISHED:.0%}",
+                missed_by(worst_clean["held_at_review_without_insult_words"], GOAL_PUBLISHED),
             )
         )
     figures = {

@@ -345,12 +345,16 @@ def left_out_table(
 ) -> list[dict[str, Any]]:
     """One row per evaluated source: size, ROC-AUC, share of non-abusive rows held, abuse caught."""
     table = []
+    # Rows nobody labelled abusive that still hold an obvious insult (sentiment corpora were never
+    # checked): held shares are also given without them.
+    insult_word = np.array([has_insult(normalize(r.text)) for r in left_out.records], dtype=bool)
     for source in [*config.evaluated_sources, *config.published_sources]:
         mask = left_out.sources == source
         if not mask.any():
             continue
         y, p = left_out.y[mask], left_out.p[mask]
         negatives, positives = p[y == 0], p[y == 1]
+        clean_negatives = p[(y == 0) & ~insult_word[mask]]
         table.append(
             {
                 "source": source,
@@ -367,6 +371,7 @@ def left_out_table(
                 "held_at_review": held_share(negatives, review_at),
                 "held_at_reject": held_share(negatives, reject_at),
                 "held_at_0.5": held_share(negatives, 0.5),
+                "held_at_review_without_insult_words": held_share(clean_negatives, review_at),
                 "caught_at_review": held_share(positives, review_at) if len(positives) else None,
             }
         )
