@@ -48,7 +48,8 @@ ABUSIVE_TEXTS = {
     "arabizi": "inta kalb w 7mar, skot",
 }
 
-# Abusive without a classic insult word: a threat, and a sectarian slur (both models).
+# Abusive without a classic insult word: a threat, and a sectarian slur. Tested on the public
+# abusive head (tests/model/test_abuse_head.py).
 ABUSIVE_KINDS = {
     "threat": "والله لنذبحك يا خاين انت وكل عيلتك",
     "sectarian": "الروافض الأنجاس مجوس لا يستحقون العيش",
@@ -85,15 +86,6 @@ def test_a_polite_comment_is_not_abusive_under_any_article_or_none(
         result = _score(starter_model, NOT_ABUSIVE[dialect], article)
         assert result.label != ABUSIVE, (dialect, where, result.scores)
         assert result.scores[ABUSIVE] < 0.5, (dialect, where, result.scores)
-
-
-@pytest.mark.parametrize("kind", sorted(ABUSIVE_KINDS))
-def test_threats_and_sectarian_slurs_are_abusive(starter_model, seed_case, kind: str) -> None:
-    article = {"title": seed_case["article_title"], "text": seed_case["article_text"]}
-    for context in (None, article):
-        result = _score(starter_model, ABUSIVE_KINDS[kind], context)
-        # Held for abuse: a moderator sees it as abusive, whichever label tops the scores.
-        assert result.decided_label == ABUSIVE, (kind, context is not None, result.scores)
 
 
 def test_the_iraqi_comment_from_the_issue_is_not_abusive(starter_model, seed_case, starter_articles) -> None:
