@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -257,6 +258,26 @@ def word_grams(texts: Sequence[str], ngram_range: tuple[int, int], bits: int) ->
     )
 
 
+# The base model and a label head hash the same comment with the same analyzer and bucket count;
+# keyed by both, the last few single comments' grams are computed once for every block that asks.
+_RECENT_GRAMS: OrderedDict[tuple[str, tuple[int, ...], int, str], HashedGrams] = OrderedDict()
+_RECENT_GRAMS_SIZE = 8
+
+
+def _single_text_grams(block: HashedNgrams, text: str) -> HashedGrams:
+    key = (block.analyzer, tuple(block.ngram_range), block.n_bits, text)
+    found = _RECENT_GRAMS.get(key)
+    if found is None:
+        found = block.grams([text])
+        _RECENT_GRAMS[key] = found
+        while len(_RECENT_GRAMS) > _RECENT_GRAMS_SIZE:
+            try:
+                _RECENT_GRAMS.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+    return found
+
+
 class HashedNgrams(TransformerMixin, BaseEstimator):
     """TF-IDF over hashed n-grams (char_wb or word) of the normalised comment text.
 
@@ -293,9 +314,11 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
         """(row, bucket, count) of every distinct n-gram bucket per text, sorted by row then bucket."""
         if len(texts) <= 64:
             # Serving's hot path: one sort of a few hundred keys beats building a sparse matrix.
-            found = self.grams(texts)
             if len(texts) == 1:
+                found = _single_text_grams(self, texts[0])
                 self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
+            else:
+                found = self.grams(texts)
             keys, counts = np.unique((found.doc << self.n_bits) | found.bucket, return_counts=True)
             return keys >> self.n_bits, keys & ((1 << self.n_bits) - 1), counts
         row_parts, col_parts, count_parts = [], [], []

@@ -168,3 +168,20 @@ def test_empty_and_symbol_only_comments_give_empty_rows(prepared: PreparedCommen
     block = HashedNgrams(analyzer="word", n_bits=12, min_df=1).fit(prepared)
     rows = CommentPreprocessor().transform(pd.DataFrame({"text": ["", "!!! ؟؟", "\u200f"]}))
     assert block.transform(rows).nnz == 0
+
+
+def test_blocks_with_the_same_hashing_share_one_comment_s_grams_and_stay_correct() -> None:
+    # The base and a label head hash the same comment alike: the second block reuses the grams,
+    # and its own kept columns and IDF still apply.
+    fitted = [
+        HashedNgrams(analyzer="char_wb", ngram_range=(2, 4), n_bits=12, min_df=1, max_features=k).fit(
+            PreparedComments(("",) * 2, ("شكرا على الخبر", "خبر مهم جدا"), ("", ""), ("", ""))
+        )
+        for k in (None, 5)
+    ]
+    one = PreparedComments(("",), ("شكرا على الخبر",), ("",), ("",))
+    first, second = (block.transform(one) for block in fitted)
+    assert first.shape[1] != second.shape[1]
+    fresh = HashedNgrams(analyzer="char_wb", ngram_range=(2, 4), n_bits=12, min_df=1, max_features=5)
+    fresh.fit(PreparedComments(("",) * 2, ("شكرا على الخبر", "خبر مهم جدا"), ("", ""), ("", "")))
+    np.testing.assert_allclose(second.toarray(), fresh.transform(one).toarray())
