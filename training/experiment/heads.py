@@ -131,29 +131,19 @@ def head_rows(config: AbuseHeadConfig, records: Sequence[LabeledRecord], seed: i
 
 
 def head_union(config: AbuseHeadConfig) -> SequentialFeatureUnion:
-    """Char and word n-grams of the comment alone: abuse does not depend on the article."""
+    """Char and word n-grams of the comment alone: abuse does not depend on the article.
+
+    Same analyzers and bucket counts as the base model's n-grams, so a scored comment is hashed
+    once for both (serving/features/ngrams.py shares the grams); kept columns and IDF are the head's.
+    """
+    blocks = (
+        ("char", "char_wb", config.char_ngrams, 19, config.char_max_features),
+        ("word", "word", config.word_ngrams, 18, config.word_max_features),
+    )
     return SequentialFeatureUnion(
         [
-            (
-                "char",
-                HashedNgrams(
-                    analyzer="char_wb",
-                    ngram_range=config.char_ngrams,
-                    n_bits=19,
-                    min_df=config.min_df,
-                    max_features=config.char_max_features,
-                ),
-            ),
-            (
-                "word",
-                HashedNgrams(
-                    analyzer="word",
-                    ngram_range=config.word_ngrams,
-                    n_bits=18,
-                    min_df=config.min_df,
-                    max_features=config.word_max_features,
-                ),
-            ),
+            (name, HashedNgrams(analyzer, ngram_range, bits, min_df=config.min_df, max_features=most))
+            for name, analyzer, ngram_range, bits, most in blocks
         ],
         transformer_weights={"char": 1.0, "word": config.word_weight},
     )
