@@ -49,15 +49,9 @@ class CrossSourceScaling(TransformerMixin, BaseEstimator):
         if y is None:
             raise ValueError("CrossSourceScaling needs the labels (0/1) to fit")
         matrix = sp.csr_matrix(self.features.fit_transform(X))
-        self.scale_ = source_agreement_scale(
-            matrix,
-            np.asarray(y),
-            np.asarray(sources) if sources is not None else np.zeros(matrix.shape[0], dtype=np.int8),
-            floor=self.floor,
-            min_count=self.min_count,
-            single_source_shrink=self.single_source_shrink,
-        )
-        return self._scaled(matrix)
+        if sources is None:
+            sources = np.zeros(matrix.shape[0], dtype=np.int8)
+        return self.fit_from_matrix(matrix, y, sources).scale_matrix(matrix)
 
     def fit_from_matrix(self, matrix: sp.csr_matrix, y: Any, sources: Any) -> CrossSourceScaling:
         """Fit the scale on rows already featurised by the (fitted) wrapped features.
@@ -79,12 +73,9 @@ class CrossSourceScaling(TransformerMixin, BaseEstimator):
         """An unscaled feature matrix, scaled."""
         return scale_columns(matrix, self.scale_)
 
-    def _scaled(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        return scale_columns(matrix, self.scale_)
-
     def transform(self, X: Any) -> sp.csr_matrix:
         """The wrapped features' matrix, scaled."""
-        return self._scaled(sp.csr_matrix(self.features.transform(X)))
+        return self.scale_matrix(sp.csr_matrix(self.features.transform(X)))
 
     def block_layout(self) -> list[tuple[str, Any, int, int]]:
         """The wrapped union's blocks: scaling keeps every column where it was."""

@@ -245,16 +245,27 @@ def _single_space(_match: re.Match[str]) -> str:
     return " "
 
 
+def _may_hold_email(text: str) -> bool:
+    # The e-mail pattern starts a match at every word character; most comments have no "@".
+    if "@" in text:
+        return True
+    lowered = text.lower()
+    return "[at]" in lowered or "(at)" in lowered
+
+
 # Order matters: e-mails before mentions (both have '@'), URLs before phones (URLs hold digits),
 # letter spacing before repeats ("ه ه ه ه" is laughter either way).
-_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    (_EMAIL, _mask(EMAIL_TOKEN)),
-    (_URL, _mask(URL_TOKEN)),
-    (_PHONE, _mask(PHONE_TOKEN)),
-    (_MENTION, _mask(MENTION_TOKEN)),
-    (_SPACED_LETTERS, _join_spaced),
-    (_REPEATS, _squeeze_repeats),
-    (_SPACES, _single_space),
+# (pattern, replacement, cheap check that the pattern can match at all; None: always try it)
+_SUBSTITUTIONS: tuple[
+    tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callable[[str], bool] | None], ...
+] = (
+    (_EMAIL, _mask(EMAIL_TOKEN), _may_hold_email),
+    (_URL, _mask(URL_TOKEN), None),
+    (_PHONE, _mask(PHONE_TOKEN), None),
+    (_MENTION, _mask(MENTION_TOKEN), None),
+    (_SPACED_LETTERS, _join_spaced, None),
+    (_REPEATS, _squeeze_repeats, None),
+    (_SPACES, _single_space, None),
 )
 
 
@@ -275,23 +286,14 @@ def rewrite_chars(text: str) -> str:
     return text.translate(_REWRITE_TABLE)
 
 
-def _may_hold_email(text: str) -> bool:
-    # The e-mail pattern starts a match at every word character; most comments have no "@".
-    if "@" in text:
-        return True
-    lowered = text.lower()
-    return "[at]" in lowered or "(at)" in lowered
-
-
 def normalize(text: str) -> str:
     """Normalize a comment or article for features: letters, digits, masks, spacing."""
     if not text:
         return ""
     out = rewrite_chars(text)
-    for pattern, repl in _SUBSTITUTIONS:
-        if pattern is _EMAIL and not _may_hold_email(out):
-            continue
-        out = pattern.sub(repl, out)
+    for pattern, repl, may_match in _SUBSTITUTIONS:
+        if may_match is None or may_match(out):
+            out = pattern.sub(repl, out)
     return out.strip()
 
 
@@ -310,8 +312,9 @@ def normalize_with_offsets(text: str) -> NormalizedText:
             # A dropped mark (diacritic, tatweel, zero-width) belongs to the letter before it.
             ends[-1] = index + 1
     tracked = _Tracked("".join(pieces), starts, ends)
-    for pattern, repl in _SUBSTITUTIONS:
-        tracked.sub(pattern, repl)
+    for pattern, repl, may_match in _SUBSTITUTIONS:
+        if may_match is None or may_match(tracked.text):
+            tracked.sub(pattern, repl)
     # strip() without losing the map
     text_out = tracked.text
     left = len(text_out) - len(text_out.lstrip())

@@ -39,7 +39,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from serving.features.agreement import CrossSourceScaling, scale_columns, source_agreement_scale
+from serving.features.agreement import CrossSourceScaling
 from serving.features.ngrams import HashedNgrams
 from serving.features.prepare import CommentPreprocessor, SequentialFeatureUnion
 from serving.model.decisions import NEVER_REJECT
@@ -53,6 +53,8 @@ from training.experiment.config import AbuseHeadConfig
 
 # Sentiment halves that nobody checked for insults (the polarity is kept in the comment id).
 NOISY_POLARITIES = frozenset({"neg", "negative", "mixed", "-1"})
+# Where a head's thresholds came from, when they are final (serving never overrides them).
+FROM_LEFT_OUT = "left-out predictions"
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.996, 0.005), 3)
 
 Progress = Callable[[str], None]
@@ -156,7 +158,7 @@ def head_classifier(config: AbuseHeadConfig, seed: int) -> SGDClassifier:
 
 @dataclass
 class FeaturisedHead:
-    """The head's fitted union and the unscaled features of its training and scored rows."""
+    """The head's preprocessor and fitted union, and the unscaled features of its training rows."""
 
     preprocessor: CommentPreprocessor
     union: SequentialFeatureUnion
@@ -179,21 +181,21 @@ def _text_frame(records: Sequence[LabeledRecord]) -> Any:
     return frame
 
 
-def _fit_classifier(
-    config: AbuseHeadConfig, matrix: sp.csr_matrix, rows: HeadRows, mask: np.ndarray, seed: int
-) -> tuple[np.ndarray, SGDClassifier]:
-    scale = source_agreement_scale(matrix[mask], rows.y[mask], rows.sources[mask], floor=config.scaling_floor)
+def _fit_on(
+    config: AbuseHeadConfig, featurised: FeaturisedHead, rows: HeadRows, mask: np.ndarray, seed: int
+) -> tuple[CrossSourceScaling, SGDClassifier]:
+    """Scaling and classifier fitted on the rows in `mask` (a left-out fold, or every row)."""
+    matrix = featurised.train[mask]
+    features = CrossSourceScaling(featurised.union, floor=config.scaling_floor)
+    features.fit_from_matrix(matrix, rows.y[mask], rows.sources[mask])
     classifier = head_classifier(config, seed)
-    classifier.fit(scale_columns(matrix[mask], scale), rows.y[mask], sample_weight=rows.weights[mask])
-    return scale, classifier
+    classifier.fit(features.scale_matrix(matrix), rows.y[mask], sample_weight=rows.weights[mask])
+    return features, classifier
 
 
 def fit_head(config: AbuseHeadConfig, rows: HeadRows, featurised: FeaturisedHead, seed: int) -> Pipeline:
     """The head Pipeline fitted on every training row."""
-    features = CrossSourceScaling(featurised.union, floor=config.scaling_floor)
-    features.fit_from_matrix(featurised.train, rows.y, rows.sources)
-    classifier = head_classifier(config, seed)
-    classifier.fit(features.scale_matrix(featurised.train), rows.y, sample_weight=rows.weights)
+    features, classifier = _fit_on(config, featurised, rows, np.ones(len(rows), dtype=bool), seed)
     return Pipeline(
         [
             (PREPROCESS_STEP, featurised.preprocessor),
@@ -262,9 +264,9 @@ def left_out_predictions(
         train_mask = ~np.isin(rows.families, group)
         if len(set(rows.y[train_mask].tolist())) < 2:
             continue
-        scale, classifier = _fit_classifier(config, featurised.train, rows, train_mask, seed)
+        features, classifier = _fit_on(config, featurised, rows, train_mask, seed)
         target = np.isin(scored_family, group)
-        p[target] = classifier.predict_proba(scale_columns(matrix[target], scale))[:, 1]
+        p[target] = classifier.predict_proba(features.scale_matrix(matrix[target]))[:, 1]
     keep = ~np.isnan(p)
     return LeftOut(
         records=[r for r, k in zip(scored, keep, strict=True) if k],
@@ -384,8 +386,6 @@ def train_abuse_head(
     threshold_rule: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     seed: int,
     progress: Progress = _quiet,
-    scored_per_source: int | None = -1,
-    n_folds: int | None = None,
 ) -> AbuseHead | None:
     """Rows → features → left-out predictions → thresholds → the head fitted on every row.
 
@@ -400,9 +400,8 @@ def train_abuse_head(
         return None
     progress(f"abuse head: featurising {len(rows):,} rows")
     featurised = featurise_head(config, rows)
-    per_source = config.max_scored_per_source if scored_per_source == -1 else scored_per_source
-    scored = scored_rows(config, training, seed, per_source)
-    left_out = left_out_predictions(config, rows, featurised, scored, seed, n_folds, progress)
+    scored = scored_rows(config, training, seed, config.max_scored_per_source)
+    left_out = left_out_predictions(config, rows, featurised, scored, seed, progress=progress)
     chosen = left_out_thresholds(config, left_out) if left_out is not None else None
     evidence: dict[str, Any] = {
         "rows": len(rows),
@@ -412,7 +411,7 @@ def train_abuse_head(
     if left_out is not None and chosen is not None:
         evidence |= {
             "protocol": left_out.protocol,
-            "thresholds_from": "left-out predictions",
+            "thresholds_from": FROM_LEFT_OUT,
             "table": left_out_table(config, left_out, chosen["review_at"], chosen["reject_at"]),
         }
     else:
@@ -449,8 +448,8 @@ def _in_distribution_predictions(
     for fit_idx, val_idx in splitter.split(np.zeros(len(rows)), rows.y):
         mask = np.zeros(len(rows), dtype=bool)
         mask[fit_idx] = True
-        scale, classifier = _fit_classifier(config, featurised.train, rows, mask, seed)
-        p[val_idx] = classifier.predict_proba(scale_columns(featurised.train[val_idx], scale))[:, 1]
+        features, classifier = _fit_on(config, featurised, rows, mask, seed)
+        p[val_idx] = classifier.predict_proba(features.scale_matrix(featurised.train[val_idx]))[:, 1]
     return rows.y, p
 
 

@@ -21,6 +21,7 @@ from serving.model.bundle import write_bundle
 from serving.schema import ABUSIVE
 from training.data.contract import write_jsonl
 from training.data.gather import to_frame
+from training.experiment.heads import FROM_LEFT_OUT
 from training.registry.card import model_card, plots
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 def final_threshold_labels(result: TrainResult) -> list[str]:
     """The labels whose review_at comes from left-out predictions (the abusive head's, today)."""
     head = result.metrics.get("abuse_head", {})
-    return [ABUSIVE] if head.get("thresholds_from") == "left-out predictions" else []
+    return [ABUSIVE] if head.get("thresholds_from") == FROM_LEFT_OUT else []
 
 
 def bundle_metadata(result: TrainResult) -> dict[str, Any]:

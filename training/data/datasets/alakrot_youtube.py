@@ -15,7 +15,7 @@ from pathlib import Path
 from serving.schema import ABUSIVE, ON_TOPIC
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import finalize, require
-from training.data.datasets.vanetik import CollectionRow, collection_file, collection_records
+from training.data.datasets.vanetik import collection_file, collection_records, offensive_label
 
 SOURCE = "alakrot_youtube"
 FILES = (collection_file(4),)
@@ -23,10 +23,7 @@ LABELS = {"1": ABUSIVE, "0": ON_TOPIC}
 SITE = "youtube"
 
 
-def _label(row: CollectionRow) -> str | None:
-    if row.offensive not in LABELS:
-        raise ValueError(f"{SOURCE}: row {row.number}: unknown label {row.offensive!r}")
-    return LABELS[row.offensive]
+_label = offensive_label(SOURCE, LABELS)
 
 
 def load_alakrot_youtube(root: Path) -> Iterator[LabeledRecord]:

@@ -16,17 +16,14 @@ from pathlib import Path
 from serving.schema import ABUSIVE, ON_TOPIC
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import finalize, require
-from training.data.datasets.vanetik import CollectionRow, collection_file, collection_records
+from training.data.datasets.vanetik import collection_file, collection_records, offensive_label
 
 SOURCE = "darija_offensive"
 FILES = (collection_file(11),)
 LABELS = {"1": ABUSIVE, "0": ON_TOPIC}
 
 
-def _label(row: CollectionRow) -> str | None:
-    if row.offensive not in LABELS:
-        raise ValueError(f"{SOURCE}: row {row.number}: unknown label {row.offensive!r}")
-    return LABELS[row.offensive]
+_label = offensive_label(SOURCE, LABELS)
 
 
 def load_darija_offensive(root: Path) -> Iterator[LabeledRecord]:

@@ -19,7 +19,7 @@ from serving.schema import ABUSIVE, ON_TOPIC
 from serving.text.normalize import MENTION_TOKEN, URL_TOKEN
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import finalize, require
-from training.data.datasets.vanetik import CollectionRow, collection_file, collection_records
+from training.data.datasets.vanetik import collection_file, collection_records, offensive_label
 
 SOURCE = "mlma"
 FILES = (collection_file(2),)
@@ -32,12 +32,7 @@ def unmask(text: str) -> str:
     return text.replace("@url", URL_TOKEN).replace("@user", MENTION_TOKEN)
 
 
-def _label(row: CollectionRow) -> str | None:
-    if row.offensive is None:
-        return None
-    if row.offensive not in LABELS:
-        raise ValueError(f"{SOURCE}: row {row.number}: unknown label {row.offensive!r}")
-    return LABELS[row.offensive]
+_label = offensive_label(SOURCE, LABELS, skip_unlabelled=True)
 
 
 def load_mlma(root: Path) -> Iterator[LabeledRecord]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from serving.schema import ABUSIVE, ON_TOPIC
 from training.data.contract import LabeledRecord
 from training.data.datasets.common import finalize, require
-from training.data.datasets.vanetik import CollectionRow, collection_file, collection_records
+from training.data.datasets.vanetik import collection_file, collection_records, offensive_label
 
 SOURCE = "saudi_hate"
 FILES = (collection_file(16),)
@@ -53,10 +53,7 @@ def repair(text: str) -> str:
     return "".join(out)
 
 
-def _label(row: CollectionRow) -> str | None:
-    if row.offensive not in LABELS:
-        raise ValueError(f"{SOURCE}: row {row.number}: unknown label {row.offensive!r}")
-    return LABELS[row.offensive]
+_label = offensive_label(SOURCE, LABELS)
 
 
 def load_saudi_hate(root: Path) -> Iterator[LabeledRecord]:

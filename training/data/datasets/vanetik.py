@@ -63,6 +63,25 @@ def conflicting_texts(rows: list[CollectionRow]) -> set[str]:
     return {text for text, labels in seen.items() if len(labels - {None}) > 1}
 
 
+def offensive_label(
+    source: str, labels: dict[str, str], *, skip_unlabelled: bool = False
+) -> Callable[[CollectionRow], str | None]:
+    """`label_of` for a sheet whose `offensive` column maps through `labels`.
+
+    An unknown value is an error naming the row; an empty one is skipped when the sheet has
+    unlabelled rows (`skip_unlabelled`), an error otherwise.
+    """
+
+    def label_of(row: CollectionRow) -> str | None:
+        if row.offensive is None and skip_unlabelled:
+            return None
+        if row.offensive not in labels:
+            raise ValueError(f"{source}: row {row.number}: unknown label {row.offensive!r}")
+        return labels[row.offensive]
+
+    return label_of
+
+
 def collection_records(
     path: Path,
     *,
