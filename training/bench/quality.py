@@ -44,9 +44,14 @@ class ChampionSplit:
 
 
 def champion_split(metadata: dict[str, Any], root: Path = Path(".")) -> ChampionSplit:
-    """Gather the data the champion's config names and split it as training did (frozen = hash buckets)."""
-    from training.data.gather import fingerprint, gather, split_frozen
+    """The champion's training rows and frozen set, split by the code `raqib train` uses.
+
+    `split_records` also sets aside the corpora that train label heads only (data.head_only_sources),
+    which are neither the base model's training rows nor its frozen set.
+    """
+    from training.data.gather import fingerprint
     from training.experiment.config import load_config
+    from training.experiment.train import split_records
 
     config = load_config(root / PUBLIC_CONFIG)
     if metadata.get("experiment") not in (None, config.name):
@@ -54,8 +59,8 @@ def champion_split(metadata: dict[str, Any], root: Path = Path(".")) -> Champion
             f"champion was trained by experiment {metadata.get('experiment')!r}, {PUBLIC_CONFIG} is "
             f"{config.name!r}: no config to rebuild its split from"
         )
-    records, _ = gather(config.data, config.labels, root)
-    train, frozen = split_frozen(records)
+    data = split_records(config, root, ())
+    train, frozen = data.train, data.frozen
     recorded_train = metadata.get("training_data", {}).get("sha256")
     recorded_frozen = metadata.get("frozen_eval_data", {}).get("sha256")
     return ChampionSplit(
