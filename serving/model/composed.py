@@ -11,6 +11,17 @@ combines them, `apply_heads`:
 so the head alone says how likely the label is, and the base model's view of the remaining labels
 keeps its proportions (an insult the base model called half spam, half abusive stays "not spam"
 once the head has spoken). Probabilities still sum to one.
+
+A relevance component (serving/model/relevance.py) decides `off_topic` by a second rule,
+`apply_relevance`, applied after the heads: the content labels (spam, abusive) keep their
+probabilities, and the rest — the mass of "acceptable content" — is split between `on_topic` and
+`off_topic` by the relevance score r:
+
+    p(off_topic) = (p(on_topic) + p(off_topic)) × r,   p(on_topic) = (p(on_topic) + p(off_topic)) × (1 − r)
+
+so spam is spam and abuse is abuse under any article, and only a comment that is neither can be
+off-topic; r is 0 for a generic reaction and for a comment sent without its article, and NaN (the
+base model's split stands) where the component cannot compare, a comment in another script.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from serving.schema import OFF_TOPIC, ON_TOPIC
 
 
 def apply_heads(base: np.ndarray, labels: tuple[str, ...], heads: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -45,6 +58,27 @@ def apply_heads(base: np.ndarray, labels: tuple[str, ...], heads: Mapping[str, n
     return combined
 
 
+def apply_relevance(
+    probabilities: np.ndarray,
+    labels: tuple[str, ...],
+    off_topic: np.ndarray,
+    on_label: str = ON_TOPIC,
+    off_label: str = OFF_TOPIC,
+) -> np.ndarray:
+    """Split the acceptable-content mass between on_topic and off_topic by r (rows,), as above; a
+    NaN r (the component has no say: e.g. a comment in another script than its article) keeps the
+    base model's split."""
+    combined = np.array(probabilities, dtype=np.float64, copy=True)
+    on, off = labels.index(on_label), labels.index(off_label)
+    r = np.asarray(off_topic, dtype=np.float64)
+    say = ~np.isnan(r)
+    r = np.clip(r[say], 0.0, 1.0)
+    mass = combined[say, on] + combined[say, off]
+    combined[say, off] = mass * r
+    combined[say, on] = mass * (1.0 - r)
+    return combined
+
+
 class ComposedClassifier(ClassifierMixin, BaseEstimator):
     """`base` (a Pipeline over every label) with `heads` ({label: binary Pipeline}) that override it.
 
@@ -52,21 +86,31 @@ class ComposedClassifier(ClassifierMixin, BaseEstimator):
     training, evaluation and registry code treats it like the single Pipeline it replaces.
     """
 
-    def __init__(self, base: Any, heads: Mapping[str, Any] | None = None):
+    def __init__(self, base: Any, heads: Mapping[str, Any] | None = None, relevance: Any = None):
         self.base = base
         self.heads = heads
+        self.relevance = relevance
 
     def fit(self, X: Any, y: Any, **fit_params: Any) -> ComposedClassifier:
         """Fit the base on every label and each head on label-vs-rest of the same rows.
 
         Training proper builds each head from its own data (training.experiment.heads); this
-        plain fit exists so that a clone of the model can be refitted on one frame.
+        plain fit exists so that a clone of the model can be refitted on one frame. A relevance
+        component is refitted the same way (off_topic vs the rest, its spaces learned from the
+        frame's own comments grouped by article title) only when it is not fitted yet.
         """
         labels = np.asarray(y)
         self.base.fit(X, labels, **fit_params)
         for label, head in (self.heads or {}).items():
             head.fit(X, (labels == label).astype(np.int8))
+        if self.relevance is not None and not hasattr(self.relevance, "linear_"):
+            self.relevance.fit(X, (labels == OFF_TOPIC).astype(np.int8))
         return self
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Bundles pickled before the relevance component existed have no such attribute.
+        state.setdefault("relevance", None)
+        super().__setstate__(state)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -89,9 +133,12 @@ class ComposedClassifier(ClassifierMixin, BaseEstimator):
         return {label: np.asarray(head.predict_proba(X))[:, 1] for label, head in (self.heads or {}).items()}
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Base probabilities with every head applied (rows × classes_)."""
+        """Base probabilities with every head applied, then the relevance rule (rows × classes_)."""
         labels = tuple(str(c) for c in self.classes_)
-        return apply_heads(np.asarray(self.base.predict_proba(X)), labels, self.head_probabilities(X))
+        combined = apply_heads(np.asarray(self.base.predict_proba(X)), labels, self.head_probabilities(X))
+        if self.relevance is not None:
+            combined = apply_relevance(combined, labels, self.relevance.off_topic_scores(X))
+        return combined
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable label per row."""

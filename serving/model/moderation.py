@@ -11,19 +11,34 @@ import numpy as np
 
 from serving.features.prepare import PreparedComments
 from serving.model.bundle import MODEL_FILE, BundleError, read_bundle_metadata, sha256_file
-from serving.model.composed import apply_heads
+from serving.model.composed import apply_heads, apply_relevance
 from serving.model.decisions import Thresholds, decide
 from serving.model.explain import Reason, Span, display_gram, linear_view, signal_reasons, spans_from_ngrams
-from serving.schema import ACCEPTABLE_LABEL, DEFAULT_MODEL_NAME
+from serving.model.relevance import ABOUT_ELSE, ABOUT_THIS, GENERIC, NO_ARTICLE, OTHER_SCRIPT, Relations
+from serving.schema import ACCEPTABLE_LABEL, DEFAULT_MODEL_NAME, OFF_TOPIC
 
 PREPROCESS_STEP = "prep"
 FEATURES_STEP = "features"
 CLASSIFIER_STEP = "clf"
 
+# What the relevance component said, as a moderator reads it in the reasons.
+RELATION_DETAILS = {
+    ABOUT_THIS: "nothing shows it is about something else than this article",
+    GENERIC: "a generic reaction (thanks, prayer, congratulation, reply to a reader): fits any article",
+    ABOUT_ELSE: "about something else than this article",
+    NO_ARTICLE: "no article title or text was sent: off-topic cannot be judged",
+    OTHER_SCRIPT: "comment and article are in different scripts: off-topic judged from the comment alone",
+}
+
 
 @dataclass(frozen=True)
 class Scored:
-    """One comment's result: scores per label, the decision and its explanation."""
+    """One comment's result: scores per label, the decision and its explanation.
+
+    `label` is the label Raqib gives the comment, the same as the decision's: the label that drove
+    a review or reject, the acceptable label when approved. `relation` is the relevance
+    component's verdict (None for models without one).
+    """
 
     label: str
     scores: dict[str, float]
@@ -31,6 +46,7 @@ class Scored:
     decided_label: str | None
     reasons: list[Reason] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
+    relation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class _Forward:
     prepared: PreparedComments
     matrices: dict[str | None, Any]
     probabilities: np.ndarray
+    relations: Relations | None = None
 
 
 class ModerationModel:
@@ -91,6 +108,7 @@ class ModerationModel:
         self._heads = [
             _Part(head, 2, label) for label, head in (getattr(pipeline, "heads", None) or {}).items()
         ]
+        self._relevance = getattr(pipeline, "relevance", None)
         thresholds = self.metadata.get("thresholds", {})
         self.thresholds = Thresholds(
             reject_at={k: float(v) for k, v in thresholds.get("reject_at", {}).items()},
@@ -136,7 +154,11 @@ class ModerationModel:
                 matrices[head.label] = head.features.transform(prepared)
                 heads[str(head.label)] = head.proba(matrices[head.label])[:, 1]
             probabilities = apply_heads(probabilities, self.labels, heads)
-        return _Forward(prepared, matrices, probabilities)
+        relations = None
+        if self._relevance is not None:
+            relations = self._relevance.relations(prepared)
+            probabilities = apply_relevance(probabilities, self.labels, relations.off_topic)
+        return _Forward(prepared, matrices, probabilities, relations)
 
     def predict_proba(self, items: Sequence[CommentInput]) -> np.ndarray:
         """Probabilities (rows × labels) for a batch, in `self.labels` order."""
@@ -160,20 +182,23 @@ class ModerationModel:
             }
             policy = thresholds[i] if thresholds is not None else self.thresholds
             action, decided = decide(scores, policy)
-            label = self.labels[int(np.argmax(probabilities[i]))]
+            relation = str(forward.relations.relation[i]) if forward.relations is not None else None
             reasons: list[Reason] = []
             spans: list[Span] = []
             if explain:
-                target = decided or (label if label != ACCEPTABLE_LABEL else None)
-                reasons, spans = self._explain(item, forward, i, target, scores)
+                reasons, spans = self._explain(item, forward, i, decided, scores)
+                if relation is not None:
+                    detail = RELATION_DETAILS[relation]
+                    reasons.insert(0, Reason("relation", detail, scores.get(OFF_TOPIC, 0.0)))
             results.append(
                 Scored(
-                    label=label,
+                    label=decided or ACCEPTABLE_LABEL,
                     scores=scores,
                     action=action,
                     decided_label=decided,
                     reasons=reasons,
                     spans=spans,
+                    relation=relation,
                 )
             )
         return results
@@ -240,7 +265,10 @@ class ModerationModel:
         prepared = forward.prepared
         reasons = signal_reasons(prepared, row)
         spans: list[Span] = []
-        if target is None:
+        relation = forward.relations.relation[row] if forward.relations is not None else None
+        if target is None or (target == OFF_TOPIC and relation not in (None, OTHER_SCRIPT)):
+            # off_topic from the relevance component is explained by its relation reason: the
+            # comment's words alone do not make it off-topic, the article does.
             return reasons, spans
         part = self._part_for(target)
         weights = self._explainer(part)

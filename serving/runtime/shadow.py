@@ -7,7 +7,8 @@ covers every worker.
 
 **Agreement**: champion and shadow agree on a comment when both reach the same *decided action*
 (approve / review / reject under the site's thresholds and trusted authors, before observe mode
-turns it into approve) AND the same *top label* (the most probable label). Anything else is a
+turns it into approve) AND the same *label* (the label each gives the comment: the decided one, or
+on_topic when approved). Anything else is a
 disagreement, the cases a moderator should look at before the challenger is promoted.
 
 The queue page uses `shadow_summary`, `agreement_summary` and `recent_disagreements`.

@@ -229,7 +229,12 @@ class ScoreResponse(BaseModel):
     """The verdict on one comment."""
 
     comment_id: ExternalId | None
-    label: str = Field(description="Most probable label.")
+    label: str = Field(
+        description=(
+            "The label Raqib gives the comment, always the decision's: the label that drove a review "
+            "or reject, on_topic when approved. `scores` has every label's probability."
+        )
+    )
     scores: dict[str, float] = Field(description="Probability per label.")
     action: Action = Field(description="What the CMS should do now (always approve in observe mode).")
     decision: DecisionOut

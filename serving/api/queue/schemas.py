@@ -46,7 +46,7 @@ class QueueItem(BaseModel):
     site: str | None
     text: str
     article: QueueArticle | None
-    label: str = Field(description="The model's most probable label.")
+    label: str = Field(description="The label the model gave (the decided label; on_topic when approved).")
     decided_label: str | None = Field(description="The label that drove review/reject.")
     action: Action = Field(description="The policy's decided action (also in observe mode).")
     cms_action: Action = Field(description="What the CMS was told (approve in observe mode).")
