@@ -52,6 +52,12 @@ def train(
     out.print(_candidates_table(result, experiment.cv_folds))
     _print_frozen_evaluation(out, result)
     _print_abuse_head(out, result.metrics.get("abuse_head"))
+    relevance = result.metrics.get("relevance")
+    if relevance and relevance.get("table_markdown"):
+        out.print(
+            "relevance component (off_topic), out of fold by article; thresholds", relevance.get("thresholds")
+        )
+        out.print(relevance["table_markdown"], markup=False)
     _print_leakage_checks(out, result.metrics.get("leakage", {}))
     out.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
     if register:

@@ -95,6 +95,37 @@ class AbuseHeadConfig(FrozenConfig):
     reject_max_held: float = 0.01
 
 
+class RelevanceConfig(FrozenConfig):
+    """The relevance component that decides `off_topic` (serving/model/relevance.py).
+
+    Its feature spaces learn from real comments grouped by article (`corpus_source`, no label); its
+    classifiers from comments under their own article against the same comments re-paired with
+    other articles (`pair_sources`: CONSTRUCTED negatives) and from human relevance labels
+    (`labelled_sources`). Every figure `raqib train` reports is out of fold, folds grouped by
+    article, beside the plain char-TF-IDF cosine in the same folds.
+    """
+
+    enabled: bool = False
+    corpus_source: str = "aoc_sentences"
+    pair_sources: tuple[str, ...] = ("aoc",)
+    labelled_sources: tuple[str, ...] = ("semeval2015",)
+    # Feature families (serving/features/relevance.py FAMILIES); () = the product's default.
+    families: tuple[str, ...] = ()
+    n_components: int = 200
+    topic_vocabulary: int = 20_000
+    max_background: int = 2000
+    # Share of real (comment, own article) pairs the threshold may hold, per context kind.
+    target_held: float = 0.04
+    C: float = 1.0
+    # "logreg" (one dot product per comment) or "boosting" (gradient-boosted trees): compared in the bench.
+    classifier: str = "logreg"
+    # A comment with at most this many specific (rare) words is a generic reaction: never off_topic.
+    generic_max_specific: int = 0
+    # Total training weight per source (default 1 each: AOC's pairs and SemEval's labels weigh alike).
+    source_mass: dict[str, float] = Field(default_factory=dict)
+    folds: int = 5
+
+
 class GateConfig(FrozenConfig):
     """Promotion gate: how much worse than the champion a challenger may be."""
 
@@ -123,6 +154,7 @@ class ExperimentConfig(FrozenConfig):
     )
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     abuse: AbuseHeadConfig = Field(default_factory=AbuseHeadConfig)
+    relevance: RelevanceConfig = Field(default_factory=RelevanceConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
 
 
@@ -135,6 +167,7 @@ __all__ = [
     "ExperimentConfig",
     "FeatureConfig",
     "GateConfig",
+    "RelevanceConfig",
     "ThresholdConfig",
     "load_config",
 ]

@@ -20,8 +20,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
 from serving.model.composed import ComposedClassifier
-from serving.model.decisions import Thresholds
+from serving.model.decisions import NEVER_REJECT, Thresholds
 from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
+from serving.model.relevance import REVIEW_AT
 from serving.schema import ABUSIVE, ACCEPTABLE_LABEL, OFF_TOPIC, SPAM
 from training.data.contract import LabeledRecord, gold_labels, read_records
 from training.data.gather import (
@@ -43,6 +44,8 @@ from training.experiment.evaluate import (
 )
 from training.experiment.heads import AbuseHead, table_markdown, train_abuse_head
 from training.experiment.pipeline import build_classifier, build_pipeline
+from training.experiment.relevance import table_markdown as relevance_table
+from training.experiment.relevance import train_relevance
 
 Progress = Callable[[str, float], None]
 
@@ -138,11 +141,30 @@ def run_experiment(
             thresholds["review_at"][ABUSIVE] = head.review_at
             thresholds["reject_at"][ABUSIVE] = head.reject_at
             head_evidence = head.evidence
+    relevance_evidence: dict[str, Any] | None = None
+    if config.relevance.enabled and OFF_TOPIC in data.labels:
+        component = train_relevance(
+            config.relevance,
+            [*data.train, *data.head_only],
+            config.seed,
+            progress=lambda message: progress(message, 0.8),
+        )
+        if component is not None:
+            if not isinstance(pipeline, ComposedClassifier):
+                pipeline = ComposedClassifier(base=pipeline, heads={})
+            pipeline.relevance = component.model
+            # The component's own thresholds (chosen out of fold per context) sit at REVIEW_AT on
+            # the off_topic score; an off-topic comment goes to a moderator, never auto-rejected.
+            thresholds["review_at"][OFF_TOPIC] = REVIEW_AT
+            thresholds["reject_at"][OFF_TOPIC] = NEVER_REJECT
+            relevance_evidence = component.evidence | {"table_markdown": relevance_table(component.evidence)}
     train_seconds = time.perf_counter() - started
     progress("evaluating on the frozen set", 0.85)
     metrics: dict[str, Any] = {"cv": candidates[best_index]}
     if head_evidence is not None:
         metrics["abuse_head"] = head_metrics(head_evidence)
+    if relevance_evidence is not None:
+        metrics["relevance"] = relevance_evidence
     if data.frozen:
         metrics |= frozen_metrics(pipeline, data.frozen, data.labels, thresholds)
     progress("checking for corpus leakage", 0.93)

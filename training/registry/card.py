@@ -121,4 +121,15 @@ def model_card(result: TrainResult, version: str | None = None) -> str:
             "",
             head.get("table_markdown", "(no source could be held out)"),
         ]
+    relevance = result.metrics.get("relevance")
+    if relevance:
+        lines += [
+            "",
+            "## Relevance component (decides off_topic): out of fold, folds grouped by article",
+            "",
+            "AOC off-topic pairs are CONSTRUCTED (real comments re-paired with other articles); SemEval "
+            f"labels are human. Thresholds per context: {relevance.get('thresholds')}.",
+            "",
+            relevance.get("table_markdown", ""),
+        ]
     return "\n".join(lines) + "\n"

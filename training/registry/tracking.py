@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving.model.bundle import write_bundle
-from serving.schema import ABUSIVE
+from serving.schema import ABUSIVE, OFF_TOPIC
 from training.data.contract import write_jsonl
 from training.data.gather import to_frame
 from training.experiment.heads import FROM_LEFT_OUT
@@ -98,9 +98,13 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def final_threshold_labels(result: TrainResult) -> list[str]:
-    """The labels whose review_at comes from left-out predictions (the abusive head's, today)."""
+    """The labels whose review_at comes from left-out predictions: the abusive head's, and off_topic
+    when the relevance component decides it (its thresholds are chosen out of fold by article)."""
     head = result.metrics.get("abuse_head", {})
-    return [ABUSIVE] if head.get("thresholds_from") == FROM_LEFT_OUT else []
+    final = [ABUSIVE] if head.get("thresholds_from") == FROM_LEFT_OUT else []
+    if "relevance" in result.metrics:
+        final.append(OFF_TOPIC)
+    return final
 
 
 def bundle_metadata(result: TrainResult) -> dict[str, Any]:
@@ -211,6 +215,9 @@ def _log_evidence(result: TrainResult, workdir: Path) -> None:
     head = result.metrics.get("abuse_head", {})
     if "table_markdown" in head:
         mlflow.log_text(head["table_markdown"], "metrics/abuse_left_out.md")
+    relevance = result.metrics.get("relevance", {})
+    if "table_markdown" in relevance:
+        mlflow.log_text(relevance["table_markdown"], "metrics/relevance_out_of_fold.md")
     frozen_path = workdir / Path(FROZEN_ARTIFACT).name
     write_jsonl(result.frozen_records, frozen_path)
     mlflow.log_artifact(str(frozen_path), FROZEN_DIR)
