@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from serving.schema import ABUSIVE
 from training.bench.quality import PUBLIC_CONFIG
-from training.bench.report import Goal, Section, measured_on, missed_by
+from training.bench.report import Goal, Section, measured_on, missed_by, record_before_main
 from training.experiment.config import AbuseHeadConfig, load_config
 from training.experiment.heads import (
     LeftOut,
@@ -342,15 +342,4 @@ def record_before(
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m training.bench.abuse", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--record-before", type=Path, required=True, metavar="BUNDLE", help="Earlier bundle to score."
-    )
-    parser.add_argument("-o", "--output", type=Path, default=BEFORE)
-    args = parser.parse_args()
-    args.output.write_text(json.dumps(record_before(args.record_before), indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    record_before_main("training.bench.abuse", __doc__, record_before, BEFORE)

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,18 @@ from typing import Any
 RESULTS = Path("experiments/RESULTS.md")
 BENCH_EXPERIMENT = "raqib-bench"
 # Order of sections in the file; sections written by something else are kept after these.
-SECTION_ORDER = ("quality", "abuse", "fasttext", "latency", "http", "training", "server", "dask", "soak")
+SECTION_ORDER = (
+    "quality",
+    "abuse",
+    "relevance",
+    "fasttext",
+    "latency",
+    "http",
+    "training",
+    "server",
+    "dask",
+    "soak",
+)
 _SECTION = re.compile(
     r"<!-- section:(?P<key>[a-z_]+) (?P<data>\{.*?\}) -->\n(?P<body>.*?)<!-- /section:(?P=key) -->", re.S
 )
@@ -208,3 +220,18 @@ def log_to_mlflow(
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60]
+
+
+def record_before_main(module: str, doc: str, record: Callable[[Path], dict[str, Any]], output: Path) -> None:
+    """`python -m <module> --record-before BUNDLE [-o FILE]`: an earlier bundle's figures as JSON, the
+    "before" column of a section."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument(
+        "--record-before", type=Path, required=True, metavar="BUNDLE", help="Earlier bundle to score."
+    )
+    parser.add_argument("-o", "--output", type=Path, default=output)
+    args = parser.parse_args()
+    args.output.write_text(json.dumps(record(args.record_before), indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")

@@ -10,6 +10,7 @@ Sections (each can be run alone with `--only`; the others are kept in the file a
 - server    cold start to ready, memory then, bundle size
 - dask      the Dask engine's throughput, when training/dask_engine.py provides it
 - abuse     the abusive head, leave-one-source-out, beside the baseline and the previous model
+- relevance off_topic against the article, out of fold by article, beside plain cosine and the model before
 
 The figures also go to MLflow (experiment `raqib-bench`). `make soak` (training/soak.py) adds the
 soak section.
@@ -56,9 +57,9 @@ from training.bench.report import (
     write_results,
 )
 
-SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask", "abuse")
+SECTIONS = ("quality", "fasttext", "latency", "http", "training", "server", "dask", "abuse", "relevance")
 # Run order: the short in-process measures first, the long CPU-heavy ones last.
-RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "abuse", "training")
+RUN_ORDER = ("latency", "fasttext", "server", "http", "dask", "quality", "abuse", "relevance", "training")
 
 
 def _starter_comments(limit: int = 500) -> list[dict[str, Any]]:
@@ -306,6 +307,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
     from training.bench.abuse import abuse_section
     from training.bench.fasttext import fasttext_section
     from training.bench.quality import quality_section
+    from training.bench.relevance import relevance_section
 
     return {
         "quality": lambda: quality_section(bundle, metadata),
@@ -316,6 +318,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
         "server": lambda: server_section(bundle),
         "dask": lambda: dask_section(bundle),
         "abuse": abuse_section,
+        "relevance": lambda: relevance_section(bundle),
     }
 
 
