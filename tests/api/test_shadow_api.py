@@ -92,8 +92,8 @@ def shadow_of(client: TestClient) -> dict[str, Any] | None:
 
 
 def expected_agreements(responses: list[dict[str, Any]]) -> int:
-    # Same pipeline, so the top labels match; the challenger rejects everything, so the actions
-    # match exactly where the champion rejected.
+    # Same pipeline, and the challenger rejects everything: verdicts (action and the label that
+    # drove it) match exactly where the champion rejected.
     return sum(r["decision"]["action"] == "reject" for r in responses)
 
 
@@ -146,7 +146,9 @@ def test_model_info_reports_agreement_and_recent_disagreements(
     politics = next(d for d in disagreements if d["comment_id"] == "c-2")
     assert politics["site"] == "news"
     assert politics["champion"] == {"label": responses[1]["label"], "action": "approve"}
-    assert politics["shadow"] == {"label": responses[1]["label"], "action": "reject"}
+    # The challenger's label is the one that drove its reject: never the acceptable label.
+    assert politics["shadow"]["action"] == "reject" and politics["shadow"]["label"] != "on_topic"
+    assert responses[1]["label"] == "on_topic" and responses[1]["decision"]["label"] is None
     assert set(politics) == {"comment_id", "site", "champion", "shadow", "created_at"}
     assert datetime.fromisoformat(politics["created_at"]).tzinfo is not None
     metrics = client.get("/metrics").text

@@ -8,14 +8,11 @@ which the bench and `raqib train` run). Skipped when the corpora are absent ($RA
 """
 
 import copy
-import os
-from pathlib import Path
 
 import pytest
 
 from serving.model.composed import ComposedClassifier
 from serving.schema import ABUSIVE
-from tests.conftest import REPO
 from tests.model.test_dialects import (
     ABUSIVE_KINDS,
     ABUSIVE_TEXTS,
@@ -29,58 +26,13 @@ from tests.model.test_dialects import (
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
-DATASETS = Path(os.environ.get("RAQIB_DATASETS") or REPO.parent / "shared" / "datasets")
-# Sources that load in seconds and cover Levantine, Egyptian, Gulf, Iraqi, Maghrebi and MSA.
-HEAD_SOURCES = (
-    "osact2020",
-    "omcd",
-    "alakrot_youtube",
-    "letmi",
-    "egyptian_tweets",
-    "mpold",
-    "myc",
-    "mac",
-    "msac",
-)
-
 
 @pytest.fixture(scope="module")
-def public_head_model(starter_result):
-    if not DATASETS.is_dir():
-        pytest.skip(f"public corpora not found at {DATASETS} (set RAQIB_DATASETS)")
+def public_head_model(starter_result, public_abuse_head):
     from serving.model.moderation import ModerationModel
-    from training.data.datasets.registry import SOURCES
-    from training.experiment.config import load_config
-    from training.experiment.heads import (
-        featurise_head,
-        fit_head,
-        head_rows,
-        left_out_predictions,
-        left_out_thresholds,
-        scored_rows,
-    )
     from training.registry.tracking import bundle_metadata
 
-    missing = [name for name in HEAD_SOURCES if SOURCES[name].missing_files(DATASETS)]
-    if missing:
-        pytest.skip(f"corpora missing under {DATASETS}: {', '.join(missing)}")
-    records = [r for name in HEAD_SOURCES for r in SOURCES[name].load(DATASETS, seed=13)]
-    config = load_config(REPO / "experiments" / "public.toml").abuse.model_copy(
-        update={"max_per_cell": 2500, "max_rows": {"myc": 4000, "mac": 4000}}
-    )
-    from training.data.gather import load_starter
-
-    records += load_starter(REPO / "data" / "starter")
-    rows = head_rows(config, records, seed=13)
-    featurised = featurise_head(config, rows)
-    # Thresholds as `raqib train` chooses them: from scores of sources the head never saw (two
-    # groups of sources here, to keep it quick).
-    scored = scored_rows(config, records, seed=13, per_source=2000)
-    left_out = left_out_predictions(config, rows, featurised, scored, seed=13, n_folds=2)
-    assert left_out is not None
-    chosen = left_out_thresholds(config, left_out)
-    assert chosen is not None
-    head = fit_head(config, rows, featurised, seed=13)
+    head, chosen = public_abuse_head
     composed = ComposedClassifier(base=starter_result.pipeline, heads={ABUSIVE: head})
     metadata = copy.deepcopy(bundle_metadata(starter_result)) | {"version": "test", "sha256": "-"}
     metadata["thresholds"]["review_at"][ABUSIVE] = chosen["review_at"]
