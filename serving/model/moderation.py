@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,10 @@ class ModerationModel:
             _Part(head, 2, label) for label, head in (getattr(pipeline, "heads", None) or {}).items()
         ]
         self._relevance = getattr(pipeline, "relevance", None)
+        # One scoring call at a time per model: the feature code is many small numpy calls, and
+        # threads interleaving them (a server's thread pool under load) spend their time handing
+        # the GIL over rather than scoring.
+        self._score_lock = threading.Lock()
         thresholds = self.metadata.get("thresholds", {})
         self.thresholds = Thresholds(
             reject_at={k: float(v) for k, v in thresholds.get("reject_at", {}).items()},
@@ -173,6 +178,12 @@ class ModerationModel:
         """Score, decide and (optionally) explain a batch in one vectorised pass."""
         if not items:
             return []
+        with self._score_lock:
+            return self._score(items, thresholds, explain)
+
+    def _score(
+        self, items: Sequence[CommentInput], thresholds: Sequence[Thresholds] | None, explain: bool
+    ) -> list[Scored]:
         forward = self._forward([item.as_row() for item in items])
         probabilities = forward.probabilities
         results = []
