@@ -178,7 +178,7 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"unknown feature families {sorted(unknown)}")
         self.families_ = tuple(f for f in FAMILIES if f in set(self.include) | {"context", "comment"})
         self.feature_names_ = np.asarray([n for f in self.families_ for n in FAMILIES[f]], dtype=object)
-        prepared = _prepared(X) if X is not None else PreparedComments((), (), (), ())
+        prepared = CommentPreprocessor().transform(X) if X is not None else PreparedComments((), (), (), ())
         text_n = list(prepared.text)
         if len(corpus_texts):
             if len(corpus_texts) != len(corpus_groups):
@@ -415,7 +415,7 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Feature rows (order = `feature_names_`) for a canonical DataFrame or PreparedComments;
         each distinct article and comment of the batch is computed once."""
-        prepared = _prepared(X)
+        prepared = CommentPreprocessor().transform(X)
         articles: dict[tuple[str, str], ArticleSide] = {}
         comments: dict[str, _Side] = {}
         rows = []
@@ -447,7 +447,3 @@ def _dot_many(matrix: sp.csr_matrix, vec: tuple[np.ndarray, np.ndarray]) -> np.n
     dense = np.zeros(matrix.shape[1])
     dense[cols] = vals
     return matrix @ dense
-
-
-def _prepared(X: Any) -> PreparedComments:
-    return X if isinstance(X, PreparedComments) else CommentPreprocessor().transform(X)

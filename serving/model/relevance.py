@@ -76,10 +76,6 @@ class Relations:
     off_topic: np.ndarray
 
 
-def _prepared(X: Any) -> PreparedComments:
-    return X if isinstance(X, PreparedComments) else CommentPreprocessor().transform(X)
-
-
 class RelevanceModel(ClassifierMixin, BaseEstimator):
     """p(about something else | comment, article): one small model per context kind.
 
@@ -152,7 +148,7 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
         """
         from sklearn.model_selection import GroupKFold, cross_val_predict
 
-        prepared = _prepared(X)
+        prepared = CommentPreprocessor().transform(X)
         y = np.asarray(y).astype(int)
         self.classes_ = np.array([0, 1])
         if self.features is not None and hasattr(self.features, "feature_names_"):
@@ -251,7 +247,7 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
 
     def feature_rows(self, X: Any) -> np.ndarray:
         """Relation features for a batch, articles from the cache."""
-        prepared = _prepared(X)
+        prepared = CommentPreprocessor().transform(X)
         features = self.features_
         rows = [
             features.row(features.side(text), *self._article(title, body))
@@ -261,7 +257,7 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
 
     def relations(self, X: Any, features: np.ndarray | None = None) -> Relations:
         """Relations of a batch (canonical DataFrame or PreparedComments)."""
-        prepared = _prepared(X)
+        prepared = CommentPreprocessor().transform(X)
         matrix = self.feature_rows(prepared) if features is None else np.asarray(features)
         kinds = self._kinds(prepared)
         p = np.zeros(len(kinds))
