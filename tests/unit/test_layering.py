@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "serving.model": 4,
     "serving.store": 5,
     "serving.runtime": 6,
+    "serving.remote": 6,  # article pages and Coral's GraphQL API: fetched from other servers
     "serving.services": 7,
     "serving.api": 8,  # errors, deps, middleware, http: what every router shares
     "serving.api.routes": 9,

@@ -1,0 +1,1 @@
+"""Talking to other servers: article pages and Coral's GraphQL API."""
