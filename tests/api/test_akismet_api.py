@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -113,3 +115,100 @@ def test_submit_spam_and_ham_become_feedback_joined_to_the_check(client: TestCli
     labels = {f.text: (f.label, f.source) for f in store_of(client).feedback_since()}
     assert labels == {SPAM[3]: ("spam", "akismet"), ON_POLITICS[2]: ("on_topic", "akismet")}
     assert client.post("/1.1/submit-spam", data=form(SPAM[3], key="wrong")).text == "invalid"
+
+
+THANKS = "Thanks for making the web a better place."
+GUID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def audit_rows(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM audit").scalar() or 0)
+
+
+def test_every_verdict_carries_a_fresh_guid(client: TestClient) -> None:
+    _, spam = check(client, form(SPAM[0]))
+    _, ham = check(client, form(ON_POLITICS[0]))
+    _, empty = check(client, form("   "))
+    guids = [headers["x-akismet-guid"] for headers in (spam, ham, empty)]
+    assert all(GUID.match(guid) for guid in guids) and len(set(guids)) == 3
+    assert "x-akismet-guid" not in check(client, form(SPAM[0], key="wrong"))[1]
+
+
+@pytest.mark.parametrize("role", ["administrator", "Administrator", "ADMINISTRATOR"])
+def test_an_administrators_comment_is_never_spam(client: TestClient, role: str) -> None:
+    body, headers = check(client, form(SPAM[0], user_role=role))
+    assert body == "false" and "x-akismet-pro-tip" not in headers
+    assert GUID.match(headers["x-akismet-guid"])
+    assert audit_rows(store_of(client)) == 0  # not scored, so nothing to audit
+    assert check(client, form(SPAM[0], user_role="editor"))[0] == "true"
+
+
+@pytest.mark.parametrize("flag", ["1", "true", "TRUE"])
+def test_test_requests_are_answered_but_never_stored(client: TestClient, flag: str) -> None:
+    store = store_of(client)
+    body, headers = check(client, form(SPAM[4], is_test=flag))
+    assert body == "true" and headers["x-akismet-pro-tip"] == "discard"
+    assert audit_rows(store) == 0 and store.pending() == []
+    for path in ("/1.1/submit-spam", "/1.1/submit-ham"):
+        response = client.post(path, data=form(SPAM[4], is_test=flag))
+        assert (response.status_code, response.text) == (200, THANKS)
+    assert store.feedback_since() == [] and list(store.export_labels()) == []
+
+
+def test_is_test_false_as_coral_sends_it_is_a_real_request(client: TestClient) -> None:
+    store = store_of(client)
+    check(client, form(SPAM[4], is_test="false"))
+    client.post("/1.1/submit-spam", data=form(SPAM[4], is_test="0"))
+    assert audit_rows(store) == 1 and len(store.feedback_since()) == 1
+
+
+def test_a_comment_longer_than_max_text_chars_joins_its_feedback(make_client: MakeClient) -> None:
+    client = make_client(max_text_chars=40)
+    store = store_of(client)
+    text = f"{SPAM[0]} {SPAM[1]} {SPAM[2]}"
+    assert len(text) > 40
+    check(client, form(text))
+    [audited] = store.pending()
+    assert audited.text == text[:40]  # only the scored text is cut
+    assert client.post("/1.1/submit-spam", data=form(text)).text == THANKS
+    [feedback] = store.feedback_since()
+    assert feedback.comment_id == audited.comment_id and feedback.text == text
+    assert store.pending() == []
+
+
+def test_html_bodies_are_scored_and_joined_as_the_text_a_reader_sees(client: TestClient) -> None:
+    store = store_of(client)
+    html = f"<p>{SPAM[5]}</p><p><b>&nbsp;</b></p>"
+    assert check(client, form(html))[0] == "true"
+    [audited] = store.pending()
+    assert audited.text == SPAM[5]
+    assert client.post("/1.1/submit-spam", data=form(html)).text == THANKS
+    [feedback] = store.feedback_since()
+    assert (feedback.comment_id, feedback.text) == (audited.comment_id, SPAM[5])
+    assert store.pending() == []
+
+
+def test_coral_spam_phase_request_uses_the_stored_story(client: TestClient) -> None:
+    # The fields Coral's spam phase (coralproject/talk, pipeline/phases/spam.ts) posts.
+    story = "https://www.news.example/politics/a-8"
+    client.put(
+        "/v1/articles/a-8", headers=AUTH, json={"title": POLITICS_TITLE, "text": POLITICS_BODY, "url": story}
+    )
+    coral = {
+        "api_key": API_KEY,
+        "blog": BLOG,
+        "user_ip": "203.0.113.9",
+        "referrer": "https://www.news.example/politics/a-8",
+        "user_agent": "Mozilla/5.0",
+        "comment_content": f"<div>{ON_SPORT[0]}</div>",
+        "permalink": story,
+        "comment_author": "reader-1",
+        "comment_type": "comment",
+        "is_test": "false",
+        "comment_date_gmt": "2024-05-01T10:00:00.000Z",
+    }
+    body, headers = check(client, coral)
+    assert body == "true" and GUID.match(headers["x-akismet-guid"])  # off topic under a politics story
+    [audited] = store_of(client).pending()
+    assert (audited.article_id, audited.text) == ("a-8", ON_SPORT[0])

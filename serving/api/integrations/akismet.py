@@ -3,11 +3,18 @@
 Any Akismet client (the WordPress plugin, akismet libraries for PHP, Python, Node…) whose API host
 is pointed at Raqib keeps working. Requests are form-encoded; answers are plain text (`true`,
 `false`, `valid`, `invalid`, `Thanks for making the web a better place.`), as Akismet's are.
+
+Coral's spam phase (coralproject/talk, server/src/core/server/services/comments/pipeline/phases/
+spam.ts) sends the comment's HTML body as `comment_content` and the story URL as `permalink`: bodies
+are read as the text a reader sees, and the permalink finds the stored article. As Akismet documents
+(comment-check), `user_role=administrator` is never spam and `is_test=1` marks a test request, which
+Raqib answers but never stores, so tests cannot reach the moderators' queue or training.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +38,7 @@ from serving.services.scoring import audit_entry, audit_quietly, resolve_article
 from serving.store.errors import StoreError
 from serving.store.records import FeedbackEntry
 from serving.store.store import Store
+from serving.text.html import html_to_text
 
 COMMENT_CHECK_PATH = "/1.1/comment-check"
 SUBMIT_SPAM_PATH = "/1.1/submit-spam"
@@ -40,6 +48,10 @@ PATHS = frozenset({COMMENT_CHECK_PATH, SUBMIT_SPAM_PATH, SUBMIT_HAM_PATH, VERIFY
 
 DEBUG_HEADER = "X-akismet-debug-help"
 PRO_TIP_HEADER = "X-akismet-pro-tip"
+GUID_HEADER = "X-akismet-guid"
+# Akismet: "administrator" in user_role makes comment-check answer false, whatever the comment says.
+ADMINISTRATOR = "administrator"
+TEST_FLAGS = frozenset({"1", "true"})
 THANKS = "Thanks for making the web a better place."
 INVALID_KEY_HELP = (
     "We were unable to verify your API key: it is not one of this Raqib server's RAQIB_API_KEYS."
@@ -103,12 +115,24 @@ class AkismetComment(BaseModel):
     comment_author: str | None = None
     comment_content: str = ""
     blog_lang: str | None = None
+    user_role: str | None = None
+    is_test: str | None = None
     comment_context: list[str] = Field(default_factory=list)
 
     @property
     def presented_key(self) -> str | None:
         """The API key, under either of its names."""
         return self.api_key or self.key
+
+    @property
+    def testing(self) -> bool:
+        """`is_test=1` (or `true`): a client's test request, kept out of the audit log and feedback."""
+        return (self.is_test or "").strip().lower() in TEST_FLAGS
+
+    @property
+    def by_administrator(self) -> bool:
+        """`user_role=administrator` (any case)."""
+        return (self.user_role or "").strip().lower() == ADMINISTRATOR
 
 
 FORM_BODY = request_body(AkismetComment, "application/x-www-form-urlencoded")
@@ -170,12 +194,25 @@ def comment_id_for(site: str | None, text: str) -> str:
     return "akismet:" + hashlib.sha256(f"{site or ''}\n{text}".encode()).hexdigest()[:24]
 
 
+def comment_text(comment: AkismetComment) -> str:
+    """The comment as a reader sees it, whole: what both comment-check and submit-* key the comment by."""
+    # Coral sends HTML, WordPress plain text; both go through the same conversion, so the join key
+    # of a comment is the same whichever endpoint computes it.
+    return html_to_text(comment.comment_content).strip()
+
+
+def _verdict(body: str, headers: Mapping[str, str] | None = None) -> PlainTextResponse:
+    # Akismet gives every comment-check answer an id of its own.
+    return _text(body, headers={**(headers or {}), GUID_HEADER: uuid.uuid4().hex})
+
+
 def _check(
-    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest
+    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, keep: bool
 ) -> ScoreResponse:
     request = resolve_article(store, request)
     response = score_requests(service, loaded, [request])[0]
-    audit_quietly(service, store, [audit_entry(request, response, "akismet")])
+    if keep:
+        audit_quietly(service, store, [audit_entry(request, response, "akismet")])
     return response
 
 
@@ -184,42 +221,68 @@ def _check(
     response_class=PlainTextResponse,
     summary="Akismet-compatible comment-check",
     openapi_extra=FORM_BODY,
+    responses={
+        200: {
+            "description": "`true` (hold), `false` (publish) or `invalid` (wrong key).",
+            "headers": {
+                GUID_HEADER: {
+                    "description": "A fresh id of this check (on `true` and `false`).",
+                    "schema": {"type": "string"},
+                }
+            },
+        }
+    },
 )
 async def comment_check(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
-    """`true` when Raqib holds the comment (review or reject), with `X-akismet-pro-tip: discard` on reject."""
+    """`true` when Raqib holds the comment (review or reject), with `X-akismet-pro-tip: discard` on reject.
+
+    Every answer carries a fresh `X-akismet-guid`. `user_role=administrator` is always `false`, unscored
+    (as Akismet does). `is_test=1` is scored and answered but not audited, so it never reaches the
+    moderators' queue or the training export. The comment (HTML or plain text) is keyed by its whole
+    text and scored up to `max_text_chars`; `permalink` finds a stored article by its URL.
+    """
     comment = await read_form(request)
     if not _key_valid(service, comment):
         return _invalid_key()
     _limit_rate(request, service, comment)
+    if comment.by_administrator:
+        return _verdict("false")
     loaded = service.models.current
     if loaded is None:
         return akismet_failure(503, f"model not loaded: {service.models.load_error or 'not loaded yet'}")
-    # Scored up to max_text_chars: a verdict on the beginning beats none for an over-long comment.
-    text = comment.comment_content.strip()[: service.settings.max_text_chars]
+    text = comment_text(comment)
     if not text:
-        return _text("false")  # nothing a reader would see
+        return _verdict("false")  # nothing a reader would see
     site = site_of(comment.blog)
     try:
         score_request = ScoreRequest.model_validate(
             {
-                "comment": {"id": comment_id_for(site, text), "text": text, "author": comment.comment_author},
+                "comment": {
+                    # The key is the whole text, as submit-* computes it, so a long comment still joins;
+                    # only the scored text is cut: a verdict on the beginning beats none.
+                    "id": comment_id_for(site, text),
+                    "text": text[: service.settings.max_text_chars],
+                    "author": comment.comment_author,
+                },
                 "article": {"url": comment.permalink, "text": "\n".join(comment.comment_context) or None},
                 "site": site,
             }
         )
     except ValidationError as exc:
         return akismet_failure(400, f"invalid comment: {exc.errors()[0]['msg']}")
-    response = await run_in_threadpool(_check, service, loaded, store, score_request)
+    response = await run_in_threadpool(_check, service, loaded, store, score_request, not comment.testing)
     if response.action == APPROVE:
-        return _text("false")
+        return _verdict("false")
     headers = {PRO_TIP_HEADER: "discard"} if response.action == REJECT else None
-    return _text("true", headers=headers)
+    return _verdict("true", headers)
 
 
 def _submit(service: Service, store: Store | None, comment: AkismetComment, label: str) -> Response:
     if not _key_valid(service, comment):
         return _invalid_key()
-    text = comment.comment_content.strip()
+    if comment.testing:
+        return _text(THANKS)  # a client's test: answered as Akismet answers, never learnt from
+    text = comment_text(comment)
     if not text:
         return _text(THANKS)  # nothing to learn from
     if store is None:
@@ -254,7 +317,7 @@ def _submit(service: Service, store: Store | None, comment: AkismetComment, labe
     openapi_extra=FORM_BODY,
 )
 async def submit_spam(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
-    """A moderator marked the comment as spam: feedback label `spam`."""
+    """A moderator marked the comment as spam: feedback label `spam` (nothing recorded for `is_test=1`)."""
     comment = await read_form(request)
     _limit_rate(request, service, comment)
     return await run_in_threadpool(_submit, service, store, comment, SPAM)
@@ -267,7 +330,7 @@ async def submit_spam(request: Request, service: ServiceDep, store: OptionalStor
     openapi_extra=FORM_BODY,
 )
 async def submit_ham(request: Request, service: ServiceDep, store: OptionalStoreDep) -> Response:
-    """A moderator marked the comment as not spam: feedback label `on_topic` (publishable)."""
+    """A moderator marked the comment as not spam: feedback `on_topic` (nothing recorded for `is_test=1`)."""
     comment = await read_form(request)
     _limit_rate(request, service, comment)
     return await run_in_threadpool(_submit, service, store, comment, ON_TOPIC)

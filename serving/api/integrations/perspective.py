@@ -4,13 +4,20 @@ A client whose Perspective endpoint (default https://commentanalyzer.googleapis.
 set to `https://<raqib>/v1alpha1` keeps working, in Arabic too: TOXICITY is Raqib's `abusive`,
 SPAM is `spam`, OFF_TOPIC is `off_topic`. Errors use Perspective's shape
 `{"error": {"code", "message", "status"}}`, and the key comes as `?key=` (or `X-Goog-Api-Key`).
+
+Coral's suggestscore carries its comment id (in `clientToken` and in a JSON context entry) and the
+story URL: the verdict is recorded under Coral's comment id, so it joins Raqib's own score of that
+comment, and the URL finds the stored article. Plain-text context entries are the article text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -34,9 +41,9 @@ from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.services.context import Service
 from serving.services.errors import ApiError, dotted_field
 from serving.services.schemas import ScoreRequest, ScoreResponse, error_responses
-from serving.services.scoring import audit_entry, audit_quietly, score_requests
+from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
 from serving.store.errors import StoreError
-from serving.store.records import FeedbackEntry
+from serving.store.records import Article, FeedbackEntry
 from serving.store.store import Store
 from serving.text.html import html_to_text
 from serving.text.normalize import dominant_script
@@ -264,21 +271,103 @@ class SuggestResponse(BaseModel):
 
 SiteQuery = Annotated[str | None, Query(description="Raqib site key for policy, audit and feedback.")]
 
+# What Coral sends, from coralproject/talk, server/src/core/server/services/perspective/perspective.ts
+# (`formatBody`): suggestscore has clientToken "comment:<comment id>" and one context entry whose text
+# is JSON.stringify({url: <story URL with ?commentID=<id> added>, reply_to_id_Coral_comment_id,
+# Coral_comment_id}); analyze has neither. Reading them lets a verdict join Raqib's earlier decision
+# on the comment (Raqib's Coral integration keys its audit rows by Coral's id) and find the story.
+CORAL_TOKEN_PREFIX = "comment:"
+CORAL_COMMENT_ID_KEY = "Coral_comment_id"
+CORAL_URL_KEY = "url"
+CORAL_URL_PARAM = "commentID"
+
+
+@dataclass(frozen=True)
+class ContextParts:
+    """A request's context split into the article's text and the client's metadata about the comment."""
+
+    article_text: str | None = None
+    comment_id: str | None = None
+    url: str | None = None
+
 
 def _plain_text(entry: TextEntry) -> str:
     return html_to_text(entry.text) if (entry.type or "").upper() == "HTML" else entry.text
 
 
-def _article_text(context: Context | None) -> str | None:
-    if context is None:
+def _usable(value: Any) -> str | None:
+    """A non-empty string (or integer) id or URL that the store can hold, else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
         return None
-    text = "\n".join(t for t in (_plain_text(e).strip() for e in context.entries) if t)
-    return text or None
+    try:
+        value.encode("utf-8")  # JSON may carry an unpaired surrogate (\ud800), which no store column can hold
+    except UnicodeEncodeError:
+        return None
+    return value.strip()
+
+
+def _metadata(text: str) -> dict[str, Any] | None:
+    """The object a JSON-object entry holds; None for text (including text that only looks like JSON)."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return None
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):  # "{not json", or nesting too deep to parse
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def story_url(url: str) -> str:
+    """The story's URL without the `commentID` parameter Coral adds, so it matches the stored article."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # not a URL: it can only match itself
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(name, value) for name, value in query if name != CORAL_URL_PARAM]
+    if len(kept) == len(query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def context_parts(context: Context | None) -> ContextParts:
+    """Plain-text entries are the article; JSON-object entries are metadata, never article text."""
+    if context is None:
+        return ContextParts()
+    texts: list[str] = []
+    comment_id: str | None = None
+    url: str | None = None
+    for entry in context.entries:
+        metadata = _metadata(entry.text)
+        if metadata is None:
+            text = _plain_text(entry).strip()
+            if text:
+                texts.append(text)
+            continue
+        # The first entry that names a comment id or URL wins; unknown keys are ignored.
+        comment_id = comment_id or _usable(metadata.get(CORAL_COMMENT_ID_KEY))
+        found_url = _usable(metadata.get(CORAL_URL_KEY))
+        url = url or (story_url(found_url) if found_url else None)
+    return ContextParts(article_text="\n".join(texts) or None, comment_id=comment_id, url=url)
 
 
 def comment_id_for(text: str) -> str:
     """Perspective has no comment id: the text's digest joins a comment's analyze and suggestscore."""
     return "text:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _token_comment_id(client_token: str | None) -> str | None:
+    if client_token is None or not client_token.startswith(CORAL_TOKEN_PREFIX):
+        return None
+    return _usable(client_token.removeprefix(CORAL_TOKEN_PREFIX))
+
+
+def request_comment_id(client_token: str | None, parts: ContextParts, text: str) -> str:
+    """Coral's `comment:<id>` client token, else the context's Coral_comment_id, else the text's digest."""
+    return _token_comment_id(client_token) or parts.comment_id or comment_id_for(text)
 
 
 def _checked_text(service: Service, entry: TextEntry) -> str:
@@ -331,6 +420,7 @@ def _span_scores(
 def _analyze(
     service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, keep: bool
 ) -> ScoreResponse:
+    request = resolve_article(store, request)
     response = score_requests(service, loaded, [request])[0]
     if keep:
         audit_quietly(service, store, [audit_entry(request, response, "perspective")])
@@ -351,7 +441,11 @@ async def analyze(
     store: OptionalStoreDep,
     site: SiteQuery = None,
 ) -> AnalyzeResponse:
-    """TOXICITY (abusive), SPAM and OFF_TOPIC probabilities; `doNotStore` keeps the comment unstored."""
+    """TOXICITY (abusive), SPAM and OFF_TOPIC probabilities; `doNotStore` keeps the comment unstored.
+
+    The audited comment id is Coral's (`clientToken: "comment:<id>"`, else a context Coral_comment_id),
+    else the text's digest; a context's story URL finds the stored article.
+    """
     enforce_rate_limit(http_request, service, caller, site)
     loaded = service.models.current
     names = [name.upper() for name in body.requestedAttributes]
@@ -359,11 +453,12 @@ async def analyze(
     text = _checked_text(service, body.comment)
     if loaded is None:
         raise PerspectiveError(503, service.models.load_error or "model is not loaded yet")
+    parts = context_parts(body.context)
     try:
         request = ScoreRequest.model_validate(
             {
-                "comment": {"id": comment_id_for(text), "text": text},
-                "article": {"text": _article_text(body.context)},
+                "comment": {"id": request_comment_id(body.clientToken, parts, text), "text": text},
+                "article": {"text": parts.article_text, "url": parts.url},
                 "site": site,
             }
         )
@@ -391,6 +486,15 @@ async def analyze(
     )
 
 
+def _stored_article(store: Store, url: str | None, site: str | None) -> Article | None:
+    if not url:
+        return None
+    try:
+        return store.find_article_by_url(url, site)
+    except StoreError:
+        return None  # the verdict matters more than its article link; record it without one
+
+
 def suggested_label(attributes: dict[str, float]) -> str:
     """A moderator's verdict from suggested scores: a marked attribute's label, else on_topic."""
     for name in SUGGEST_PRECEDENCE:
@@ -413,19 +517,25 @@ def suggest_score(
     store: StoreDep,
     site: SiteQuery = None,
 ) -> SuggestResponse:
-    """A moderator's verdict: TOXICITY 1 → abusive, SPAM 1 → spam, OFF_TOPIC 1 → off_topic, else on_topic."""
+    """A moderator's verdict: TOXICITY 1 → abusive, SPAM 1 → spam, OFF_TOPIC 1 → off_topic, else on_topic.
+
+    Recorded under Coral's comment id (`clientToken: "comment:<id>"`, else the context's
+    Coral_comment_id), else the text's digest; the context's story URL finds the stored article.
+    """
     enforce_rate_limit(request, service, caller, site)
     names = {name.upper(): attribute.summaryScore.value for name, attribute in body.attributeScores.items()}
     _require_supported(list(names), None)
     text = _checked_text(service, body.comment)
-    context = _article_text(body.context)
+    parts = context_parts(body.context)
+    article = _stored_article(store, parts.url, site)
     entry = FeedbackEntry(
-        comment_id=comment_id_for(text),
+        comment_id=request_comment_id(body.clientToken, parts, text),
         site=site,
         label=suggested_label(names),
         source="perspective",
         text=text,
-        article_text=context,
+        article_id=article.article_id if article else None,
+        article_text=parts.article_text,
     )
     try:
         store.record_feedback(entry)
