@@ -47,6 +47,10 @@ class RateLimit(BaseModel):
     burst: int = Field(default=200, ge=1)
 
 
+# A host name or IP literal, or "*." and a domain: no scheme, port, path or credentials.
+_HOST_PATTERN = re.compile(r"(\*\.)?[\w.-]+|\[[0-9a-fA-F:.]+\]")
+
+
 class SitePolicy(BaseModel):
     """Per-site moderation policy: threshold overrides, trusted authors, enforce/observe mode, rate limit."""
 
@@ -58,6 +62,23 @@ class SitePolicy(BaseModel):
     mode: Literal["enforce", "observe"] = "enforce"
     # Replaces the global `rate_limit` for requests naming this site, in a bucket of their own per key.
     rate_limit: RateLimit | None = None
+    # Opt-in: when a comment names an article URL Raqib has not stored, fetch the page itself, but
+    # only from these hosts ("news.example", or "*.news.example" for its subdomains).
+    article_hosts: list[str] = Field(default_factory=list)
+    # Off unless the site's pages really live on a private network: stops a URL in a request from
+    # reaching the intranet, loopback or a cloud metadata address through Raqib (SSRF).
+    article_private_addresses: bool = False
+
+    @field_validator("article_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        # Checked when settings load, not at the first fetch: a URL or a port here is a typo.
+        for host in hosts:
+            if not _HOST_PATTERN.fullmatch(host.strip()):
+                raise ValueError(
+                    f"article_hosts: {host!r} is not a host name ('news.example' or '*.news.example')"
+                )
+        return [host.strip().lower() for host in hosts]
 
 
 def _split_keys(value: Any) -> Any:
@@ -120,6 +141,22 @@ class Settings(BaseSettings):
     webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_article_body_bytes: int = Field(default=1024 * 1024, gt=0)
     coral_timeout_ms: int = Field(default=150, gt=0)
+    # Coral's GraphQL API (https://<coral host>/api/graphql) and a personal access token of a
+    # MODERATOR or ADMIN user: story titles, comment bodies and moderators' reasons come from it.
+    coral_graphql_url: str | None = None
+    coral_token: SecretStr | None = None
+    coral_token_file: Path | None = None
+    coral_graphql_timeout_s: float = Field(default=5.0, gt=0)
+    # Coral unreachable: a kept event is retried after base, 2×base, 4×base, ... up to max seconds.
+    coral_retry_base_s: float = Field(default=30.0, gt=0)
+    coral_retry_max_s: float = Field(default=3600.0, gt=0)
+    # Article pages fetched for sites that allow it (SitePolicy.article_hosts).
+    article_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    article_fetch_max_bytes: int = Field(default=2_000_000, gt=0)
+    # A fetched article (from Coral or its page) is fetched again after this long; one that could not
+    # be fetched is not tried again for `article_retry_s`.
+    article_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    article_retry_s: float = Field(default=300.0, gt=0)
     # The moderators' queue (/queue): "name:key" pairs, and how its login sessions are signed.
     moderator_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     moderator_keys_file: Path | None = None
@@ -188,6 +225,15 @@ class Settings(BaseSettings):
     def resolved_coral_secrets(self) -> tuple[bytes, ...]:
         """Coral's signing secrets (several during a rotation)."""
         return tuple(s.get_secret_value().encode("utf-8") for s in self.coral_secrets if s.get_secret_value())
+
+    def resolved_coral_token(self) -> str | None:
+        """Coral's access token from `coral_token` or the first line of `coral_token_file`."""
+        if self.coral_token is not None and self.coral_token.get_secret_value().strip():
+            return self.coral_token.get_secret_value().strip()
+        if self.coral_token_file is not None:
+            lines = _read_secret_lines(self.coral_token_file, "coral_token")
+            return lines[0] if lines else None
+        return None
 
     def resolved_webhook_secrets(self) -> tuple[bytes, ...]:
         """The generic webhook's signing secrets (several during a rotation)."""

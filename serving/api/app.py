@@ -42,6 +42,7 @@ from serving.runtime.holder import ModelHolder
 from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.ratelimit import RateLimiter
 from serving.services.context import Service
+from serving.services.remote import RemoteWork
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.store.engine import default_store_url
 from serving.store.store import StoreHolder
@@ -120,6 +121,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("serving %s %s from %s", loaded.name, loaded.version, loaded.bundle_path)
     # Without a store scoring goes on (unaudited); store-backed routes answer 503 store_unavailable.
     await asyncio.to_thread(service.stores.open)
+    if service.remote is not None:
+        service.remote.start()  # Coral's kept jobs (if any) run from now on
     pending: set[asyncio.Task[Any]] = set()
     sighup = _install_sighup(service, pending)
     try:
@@ -130,6 +133,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in list(pending):
             with contextlib.suppress(Exception):
                 await task
+        if service.remote is not None:
+            await asyncio.to_thread(service.remote.close)
         await asyncio.to_thread(service.stores.close)
 
 
@@ -162,20 +167,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else load_settings()
     _ensure_log_output(settings.log_level, settings.log_format)
     admin_key = settings.resolved_admin_key()
+    stores = StoreHolder(
+        settings.store_url.get_secret_value() if settings.store_url else default_store_url(settings.state_dir)
+    )
     service = Service(
         settings=settings,
         models=ModelHolder(settings),
         metrics=ServiceMetrics(),
         api_keys=tuple(key.encode("utf-8") for key in settings.resolved_api_keys()),
         admin_key=admin_key.encode("utf-8") if admin_key else None,
-        stores=StoreHolder(
-            settings.store_url.get_secret_value()
-            if settings.store_url
-            else default_store_url(settings.state_dir)
-        ),
+        stores=stores,
         rate_limiter=RateLimiter.from_settings(settings),
         coral_secrets=settings.resolved_coral_secrets(),
         webhook_secrets=settings.resolved_webhook_secrets(),
+        remote=RemoteWork.from_settings(settings, stores),
     )
     app = FastAPI(title="Raqib scoring API", version="1", description=API_DESCRIPTION, lifespan=_lifespan)
     app.state.service = service

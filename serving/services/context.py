@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from serving.runtime.holder import ModelHolder
 from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.ratelimit import RateLimiter
+from serving.services.remote import RemoteWork
 from serving.settings import Settings
 from serving.store.store import StoreHolder
 
@@ -24,6 +25,8 @@ class Service:
     rate_limiter: RateLimiter
     coral_secrets: tuple[bytes, ...] = ()
     webhook_secrets: tuple[bytes, ...] = ()
+    # Articles and Coral decisions fetched off the request path (None: nothing is ever fetched).
+    remote: RemoteWork | None = None
 
     @property
     def open_access(self) -> bool:

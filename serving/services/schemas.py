@@ -197,7 +197,10 @@ def request_body(model: type[BaseModel], media_type: str = "application/json") -
 class ReasonOut(BaseModel):
     """One reason behind the scores."""
 
-    kind: str = Field(description="ngram, signal, context or policy.")
+    kind: str = Field(
+        description="relation (to the article), article (which article was used), ngram, signal, context "
+        "or policy."
+    )
     detail: str
     weight: float
 

@@ -21,6 +21,7 @@ from serving.runtime.policy import OBSERVE, apply_policy
 from serving.runtime.shadow import ShadowCase
 from serving.services.context import Service
 from serving.services.errors import ApiError
+from serving.services.remote import ArticleFinder
 from serving.services.schemas import (
     DecisionOut,
     ModelRef,
@@ -114,29 +115,56 @@ def needs_article_lookup(request: ScoreRequest) -> bool:
     return bool(article and (article.id or article.url) and not (article.title and article.text))
 
 
-def resolve_article(store: Store | None, request: ScoreRequest) -> ScoreRequest:
+def resolve_article(
+    store: Store | None, request: ScoreRequest, finder: ArticleFinder | None = None, via_coral: bool = False
+) -> ScoreRequest:
     """The request with title and text filled from the article store (the request's own values win)."""
-    if store is None or not needs_article_lookup(request):
-        return request
+    return resolve_article_context(store, request, finder, via_coral)[0]
+
+
+def resolve_article_context(
+    store: Store | None, request: ScoreRequest, finder: ArticleFinder | None = None, via_coral: bool = False
+) -> tuple[ScoreRequest, ReasonOut | None]:
+    """`resolve_article`, plus a reason saying which article the comment is judged against.
+
+    With a `finder`, an article the store lacks (or a fetched one past its TTL) is fetched in the
+    background: this request is scored at once with what is known, and the reason says so.
+    """
+    if not needs_article_lookup(request):
+        return request, None
     article = request.article
     assert article is not None
-    try:
-        stored = store.get_article(article.id, request.site) if article.id else None
-        if stored is None and article.url:
-            stored = store.find_article_by_url(article.url, request.site)
-    except StoreError as exc:
-        logger.warning("article look-up failed, scoring without the stored article: %s", exc)
-        return request
-    if stored is None:
-        return request
-    merged = article.model_copy(
-        update={
-            "id": article.id or stored.article_id,
-            "title": article.title or stored.title,
-            "text": article.text or stored.text,
-        }
-    )
-    return request.model_copy(update={"article": merged})
+    stored = None
+    if store is not None:
+        try:
+            stored = store.get_article(article.id, request.site) if article.id else None
+            if stored is None and article.url:
+                stored = store.find_article_by_url(article.url, request.site)
+        except StoreError as exc:
+            logger.warning("article look-up failed, scoring without the stored article: %s", exc)
+    if stored is not None and (stored.title or stored.text):
+        if finder is not None and finder.is_stale(stored):
+            finder.request(
+                request.site, article.id or stored.article_id, article.url or stored.url, via_coral
+            )
+        merged = article.model_copy(
+            update={
+                "id": article.id or stored.article_id,
+                "title": article.title or stored.title,
+                "text": article.text or stored.text,
+            }
+        )
+        shown = f"«{stored.title[:80]}»" if stored.title else f"{stored.article_id} (its text, no title)"
+        reason = ReasonOut(kind="article", detail=f"judged against the stored article {shown}", weight=0.0)
+        return request.model_copy(update={"article": merged}), reason
+    if article.title or article.text:
+        return request, None
+    named = article.id or article.url
+    if finder is not None and finder.request(request.site, article.id, article.url, via_coral):
+        detail = f"no article context: {named} is not known yet and is being fetched; judged without it"
+    else:
+        detail = f"no article context: {named} is not stored (nothing to fetch it from); judged without it"
+    return request, ReasonOut(kind="article", detail=detail, weight=0.0)
 
 
 def score_fields(

@@ -140,6 +140,20 @@ class FeedbackRecord:
 
 
 @dataclass(frozen=True)
+class RemoteJob:
+    """Work waiting for another server (see `jobs_table`)."""
+
+    id: int
+    kind: str
+    site: str | None
+    ref: str
+    detail: str | None
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     """A webhook event already handled, with the answer it got."""
 
@@ -202,3 +216,16 @@ def article_of(row: Any) -> Article:
 
 def as_aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def remote_job_of(row: Any) -> RemoteJob:
+    return RemoteJob(
+        id=row.id,
+        kind=row.kind,
+        site=site_value(row.site),
+        ref=row.ref,
+        detail=row.detail,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+    )

@@ -35,11 +35,13 @@ from serving.store.records import (
     FeedbackEntry,
     FeedbackRecord,
     QueueOrder,
+    RemoteJob,
     StoredEvent,
     article_of,
     as_aware,
     audit_record_of,
     feedback_record_of,
+    remote_job_of,
     site_key,
     site_value,
     url_key,
@@ -51,6 +53,7 @@ from serving.store.tables import (
     audit_table,
     events_table,
     feedback_table,
+    jobs_table,
     meta_table,
     metadata,
 )
@@ -267,6 +270,30 @@ class Store:
         )
 
     # --- export --------------------------------------------------------------------------------
+
+    # --- work waiting for another server ---------------------------------------------------------
+
+    def due_jobs(self, now: datetime, limit: int = 20) -> list[RemoteJob]:
+        """Jobs whose next attempt is due, oldest first."""
+        query = (
+            sa.select(jobs_table)
+            .where(jobs_table.c.next_attempt_at <= as_aware(now))
+            .order_by(jobs_table.c.next_attempt_at, jobs_table.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [remote_job_of(row) for row in conn.execute(query)]
+
+    def waiting_jobs(self) -> list[RemoteJob]:
+        """Every job still waiting, due or not (for operators and tests)."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(jobs_table).order_by(jobs_table.c.id))
+            return [remote_job_of(row) for row in rows]
+
+    def job_failed(self, job_id: int, error: str, retry_at: datetime) -> None:
+        """Count a failed attempt and when to try again."""
+        with self.write() as writer:
+            writer.job_failed(job_id, error, retry_at)
 
     def export_labels(
         self, since: datetime | None = None, skipped: Counter[str] | None = None

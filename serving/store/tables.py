@@ -150,3 +150,22 @@ shadow_table = sa.Table(
     sa.Index("ix_shadow_pair", "shadow_version", "champion_version", "agree"),
     sa.Index("ix_shadow_comment", "site", "comment_id"),
 )
+
+# Work that needs another server (Coral's GraphQL API): kept until it succeeds, so an event that
+# arrived while Coral was unreachable is retried later, never lost. One row per (kind, site, ref):
+# a second event about the same story or comment while the first waits adds nothing.
+jobs_table = sa.Table(
+    "remote_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("ref", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "site", "ref", name="uq_remote_jobs_ref"),
+    sa.Index("ix_remote_jobs_due", "next_attempt_at"),
+)

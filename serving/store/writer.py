@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,18 @@ from serving.store.records import (
     url_key,
     utcnow,
 )
-from serving.store.tables import articles_table, audit_table, events_table, feedback_table
+from serving.store.tables import (
+    articles_table,
+    audit_table,
+    decisions_table,
+    events_table,
+    feedback_table,
+    jobs_table,
+    shadow_table,
+)
+
+# Tables that name a comment by (site, comment_id): a provisional id is replaced in all of them.
+_COMMENT_TABLES = (audit_table, feedback_table, decisions_table, shadow_table)
 
 
 class StoreWriter:
@@ -126,6 +138,48 @@ class StoreWriter:
                 created_at=utcnow(),
             )
         )
+
+    def add_job(self, kind: str, site: str | None, ref: str, detail: str | None = None) -> bool:
+        """Queue work for another server, due now; False when the same (kind, site, ref) already waits."""
+        key = {"kind": kind, "site": site_key(site), "ref": ref}
+        waiting = self._conn.execute(
+            sa.select(jobs_table.c.id).where(*(jobs_table.c[name] == value for name, value in key.items()))
+        ).first()
+        if waiting is not None:
+            return False
+        now = utcnow()
+        self._conn.execute(
+            jobs_table.insert().values(
+                **key, detail=detail, attempts=0, next_attempt_at=now, last_error=None, created_at=now
+            )
+        )
+        return True
+
+    def finish_job(self, job_id: int) -> None:
+        """Done: the job's row goes (a later event about the same ref queues a new one)."""
+        self._conn.execute(jobs_table.delete().where(jobs_table.c.id == job_id))
+
+    def job_failed(self, job_id: int, error: str, retry_at: datetime) -> None:
+        """Count a failed attempt and when to try again."""
+        self._conn.execute(
+            jobs_table.update()
+            .where(jobs_table.c.id == job_id)
+            .values(attempts=jobs_table.c.attempts + 1, last_error=error[:500], next_attempt_at=retry_at)
+        )
+
+    def link_comment(self, site: str | None, provisional_id: str, comment_id: str) -> int:
+        """Give rows recorded under a provisional id (Coral's phase sends none) the real comment id."""
+        if provisional_id == comment_id:
+            return 0
+        changed = 0
+        for table in _COMMENT_TABLES:
+            result = self._conn.execute(
+                table.update()
+                .where(table.c.site == site_key(site), table.c.comment_id == provisional_id)
+                .values(comment_id=comment_id)
+            )
+            changed += int(result.rowcount or 0)
+        return changed
 
 
 def inserted_id(result: Any) -> int:

@@ -3,6 +3,13 @@
 Coral signs the raw body (`X-Coral-Signature: sha256=<hex>`, several values while it rotates
 secrets), so both routes read the body once, verify it against `coral_secrets`, and only then
 parse it with pydantic. See serving/INTEGRATIONS.md for the status and reason mappings.
+
+The shapes are Coral's own (coralproject/talk v9.11): the phase request is `ExternalModerationRequest`
+in `server/src/core/server/services/comments/pipeline/phases/external.ts` — no comment id, no story
+title; webhook events are `CoralEventPayload` (`server/src/core/server/events/event.ts`: id, type,
+data, createdAt) plus tenantID and tenantDomain (`server/src/core/server/queue/tasks/webhook/
+processor.ts`), with `data` as in `server/src/core/server/events/events.ts` and the Subscription
+inputs it names (`server/src/core/server/graph/resolvers/Subscription/*.ts`).
 """
 
 from __future__ import annotations
@@ -24,8 +31,16 @@ from serving.runtime.policy import OBSERVE
 from serving.schema import ABUSIVE, ON_TOPIC, SPAM
 from serving.services.context import Service
 from serving.services.errors import ApiError, parse_body, parse_value
-from serving.services.schemas import ExternalId, ScoreRequest, ScoreResponse, error_responses, request_body
-from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.services.remote import COMMENT_JOB, DECISION_JOB, STORY_JOB, coral_comment_key
+from serving.services.schemas import (
+    ExternalId,
+    ReasonOut,
+    ScoreRequest,
+    ScoreResponse,
+    error_responses,
+    request_body,
+)
+from serving.services.scoring import audit_entry, audit_quietly, resolve_article_context, score_requests
 from serving.store.records import Article, FeedbackEntry
 from serving.store.store import Store, body_digest
 from serving.store.writer import StoreWriter
@@ -75,11 +90,12 @@ class _Coral(BaseModel):
 
 
 class CoralComment(_Coral):
-    """The comment as Coral sends it (HTML body)."""
+    """The comment as Coral sends it: body (HTML or plain text, per the phase's format) and parentID."""
 
-    id: ExternalId | None = None
     body: str
     parentID: str | None = None
+    # Coral sends no id (external.ts); read when a relay adds one, else Raqib makes a provisional one.
+    id: ExternalId | None = None
 
 
 class CoralAuthor(_Coral):
@@ -121,12 +137,24 @@ class CoralAction(BaseModel):
     reason: str
 
 
+class RaqibNote(BaseModel):
+    """Raqib's own view, for operators and logs: Coral validates its response with `stripUnknown`
+    (external.ts, `validateResponse`), so this field never reaches Coral's database."""
+
+    comment_id: str = Field(
+        description="The id Raqib audits the comment under (provisional: coral:<digest>)."
+    )
+    label: str
+    reasons: list[ReasonOut]
+
+
 class CoralModerationResponse(BaseModel):
     """Raqib's verdict in Coral's terms."""
 
     actions: list[CoralAction]
     status: Literal["APPROVED", "REJECTED", "SYSTEM_WITHHELD", "NONE"]
     tags: list[str]
+    raqib: RaqibNote | None = None
 
 
 class CoralEvent(_Coral):
@@ -148,11 +176,26 @@ class StoryCreated(_Coral):
     siteID: ExternalId | None = None
 
 
-class CommentLeftModerationQueue(_Coral):
-    """COMMENT_LEFT_MODERATION_QUEUE data: the moderator's final status."""
+class CommentModerationQueue(_Coral):
+    """COMMENT_ENTERED_/COMMENT_LEFT_MODERATION_QUEUE data (Subscription/commentLeftModerationQueue.ts)."""
 
     commentID: ExternalId
-    status: str
+    queue: str | None = None
+    # The comment's status after the change; optional in Coral's interface.
+    status: str | None = None
+    storyID: ExternalId | None = None
+    siteID: ExternalId | None = None
+    section: str | None = None
+
+
+class CommentStatusUpdated(_Coral):
+    """COMMENT_STATUS_UPDATED data (Subscription/commentStatusUpdated.ts): no siteID in Coral's interface."""
+
+    commentID: ExternalId
+    newStatus: str
+    oldStatus: str | None = None
+    moderatorID: str | None = None
+    commentRevisionID: str | None = None
     storyID: ExternalId | None = None
     siteID: ExternalId | None = None
 
@@ -176,31 +219,38 @@ def coral_verdict(response: ScoreResponse) -> CoralModerationResponse | None:
     """Raqib's decision as Coral's status and FLAG action; None (no opinion) in observe mode."""
     if response.decision.mode == OBSERVE:
         return None  # observe mode must not change what Coral does, and APPROVED would
+    note = RaqibNote(comment_id=response.comment_id or "", label=response.label, reasons=response.reasons)
     if response.action == "approve":
-        return CoralModerationResponse(actions=[], status="APPROVED", tags=[])
+        return CoralModerationResponse(actions=[], status="APPROVED", tags=[], raqib=note)
     reason = CORAL_REASONS.get(response.decision.label or "")
     return CoralModerationResponse(
         actions=[CoralAction(reason=reason)] if reason else [],
         status="REJECTED" if response.action == REJECT else "SYSTEM_WITHHELD",
         tags=[],
+        raqib=note,
     )
 
 
 def _moderate(
     service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, staff: bool
 ) -> ScoreResponse:
-    request = resolve_article(store, request)
+    finder = service.remote.finder if service.remote is not None else None
+    request, article_reason = resolve_article_context(store, request, finder, via_coral=True)
     response = score_requests(service, loaded, [request], "Coral staff role" if staff else None)[0]
+    if article_reason is not None:
+        response.reasons.append(article_reason)
     audit_quietly(service, store, [audit_entry(request, response, "coral")])
     return response
 
 
 def _score_request(payload: CoralModerationRequest, text: str, site: str | None) -> ScoreRequest | None:
     story = payload.story
+    # No comment id from Coral: a provisional one joins this score to the comment's later events.
+    comment_id = payload.comment.id or coral_comment_key(story.id, payload.author.id, text)
     try:
         return ScoreRequest.model_validate(
             {
-                "comment": {"id": payload.comment.id, "text": text, "author": payload.author.id},
+                "comment": {"id": comment_id, "text": text, "author": payload.author.id},
                 "article": {"id": story.id, "url": story.url} if (story.id or story.url) else None,
                 "site": site,
             }
@@ -263,21 +313,25 @@ def _coral_site(site: str | None, data_site: str | None) -> str | None:
     return site or data_site
 
 
-def _story_created(store: Store, event: CoralEvent, site: str | None) -> EventOutcome:
+def _story_created(service: Service, event: CoralEvent, site: str | None) -> EventOutcome:
     data = parse_value(StoryCreated, event.data, "data")
-    article = Article(
-        article_id=data.storyID, site=_coral_site(site, data.siteID), url=data.storyURL, source="coral"
-    )
+    site = _coral_site(site, data.siteID)
+    article = Article(article_id=data.storyID, site=site, url=data.storyURL, source="coral")
+    fetch = service.remote is not None and service.remote.jobs is not None
 
     def write(writer: StoreWriter) -> tuple[int, Any]:
         stored = writer.put_article(article, merge=True)  # keeps a title/text stored via PUT /v1/articles
+        if fetch and not stored.title:
+            # Coral scrapes the story's title after creating it: ask its API, retrying until it answers.
+            writer.add_job(STORY_JOB, site, data.storyID, detail=data.storyURL)
+            return 202, {"status": "queued", "article_id": stored.article_id, "site": stored.site}
         return 200, {"status": "recorded", "article_id": stored.article_id, "site": stored.site}
 
     return write
 
 
 def feedback_label(status: str, decided_label: str | None) -> tuple[bool, str | None]:
-    """(is a verdict, label) for a Coral moderation status; see INTEGRATIONS.md for why."""
+    """(is a verdict, label) from the event alone, without Coral's API (no reason code, no text)."""
     if status == "APPROVED":
         return True, ON_TOPIC
     if status == "REJECTED":
@@ -288,17 +342,39 @@ def feedback_label(status: str, decided_label: str | None) -> tuple[bool, str | 
     return False, None
 
 
-def _comment_left_queue(store: Store, event: CoralEvent, site: str | None) -> EventOutcome | None:
-    data = parse_value(CommentLeftModerationQueue, event.data, "data")
-    site = _coral_site(site, data.siteID)
-    audits = store.audit_for(data.commentID, site)
+def _queue_job(kind: str, site: str | None, comment_id: str) -> EventOutcome:
+    def write(writer: StoreWriter) -> tuple[int, Any]:
+        writer.add_job(kind, site, comment_id)
+        return 202, {"status": "queued", "comment_id": comment_id}
+
+    return write
+
+
+def _comment_event(
+    service: Service, store: Store, event: CoralEvent, site: str | None
+) -> EventOutcome | None:
+    if event.type == "COMMENT_STATUS_UPDATED":
+        updated = parse_value(CommentStatusUpdated, event.data, "data")
+        comment_id, status, story_id = updated.commentID, updated.newStatus, updated.storyID
+        site = _coral_site(site, updated.siteID)
+    else:
+        moved = parse_value(CommentModerationQueue, event.data, "data")
+        comment_id, status, story_id = moved.commentID, moved.status or "", moved.storyID
+        site = _coral_site(site, moved.siteID)
+    with_api = service.remote is not None and service.remote.jobs is not None
+    if event.type == "COMMENT_ENTERED_MODERATION_QUEUE":
+        # Held (by Raqib or Coral): its body from Coral's API gives Raqib's audit row Coral's id.
+        return _queue_job(COMMENT_JOB, site, comment_id) if with_api else None
+    if with_api:
+        # Body, story and the moderator's reason are only in Coral's API; its current status wins
+        # over the event's (a later decision may already have replaced this one).
+        return _queue_job(DECISION_JOB, site, comment_id)
+    audits = store.audit_for(comment_id, site)
     decided = next((a.decided_label for a in reversed(audits) if a.decided_label), None)
-    is_verdict, label = feedback_label(data.status.upper(), decided)
+    is_verdict, label = feedback_label(status.upper(), decided)
     if not is_verdict:
         return None
-    entry = FeedbackEntry(
-        comment_id=data.commentID, site=site, label=label, source="coral", article_id=data.storyID
-    )
+    entry = FeedbackEntry(comment_id=comment_id, site=site, label=label, source="coral", article_id=story_id)
 
     def write(writer: StoreWriter) -> tuple[int, Any]:
         record = writer.add_feedback(entry)
@@ -307,10 +383,24 @@ def _comment_left_queue(store: Store, event: CoralEvent, site: str | None) -> Ev
     return write
 
 
+# Coral's webhook listener delivers STORY_CREATED, COMMENT_CREATED, COMMENT_REPLY_CREATED and
+# COMMENT_ENTERED/LEFT_MODERATION_QUEUE (server/src/core/server/events/listeners/webhook.ts);
+# COMMENT_STATUS_UPDATED is accepted too, for relays of Coral's internal event of that name.
+CORAL_EVENTS = frozenset(
+    {
+        "STORY_CREATED",
+        "COMMENT_ENTERED_MODERATION_QUEUE",
+        "COMMENT_LEFT_MODERATION_QUEUE",
+        "COMMENT_STATUS_UPDATED",
+    }
+)
+
+
 @router.post(
     WEBHOOK_PATH,
-    summary="Coral webhooks (STORY_CREATED, COMMENT_LEFT_MODERATION_QUEUE)",
+    summary="Coral webhooks (STORY_CREATED, COMMENT_ENTERED/LEFT_MODERATION_QUEUE, COMMENT_STATUS_UPDATED)",
     responses={
+        202: {"description": "Kept: Raqib asks Coral's API for the rest, retrying until it answers."},
         204: {"description": "Event type (or status) Raqib does not use."},
         **error_responses(described={409: "The event id already came with another body (event_id_reused)."}),
     },
@@ -323,19 +413,22 @@ async def coral_webhook(
     signature: SignatureHeader = None,
     site: SiteQuery = None,
 ) -> Response:
-    """Stories fill the article store; moderators' final statuses become feedback. Idempotent by event id."""
+    """Stories fill the article store, held comments are linked, decisions become labels (once per event)."""
     body = await request.body()  # raw, once: signed bytes
     _check_signature(service, body, signature)
     event = parse_body(CoralEvent, body)
     enforce_rate_limit(request, service, CORAL_CALLER, site)
-    if event.type not in ("STORY_CREATED", "COMMENT_LEFT_MODERATION_QUEUE"):
+    if event.type not in CORAL_EVENTS:
         return Response(status_code=204)
     if store is None:
         raise store_unavailable(service)
 
     def plan(store: Store) -> EventOutcome | None:
         if event.type == "STORY_CREATED":
-            return _story_created(store, event, site)
-        return _comment_left_queue(store, event, site)
+            return _story_created(service, event, site)
+        return _comment_event(service, store, event, site)
 
-    return await run_in_threadpool(handle_event, store, "coral", event.id, body_digest(body), plan)
+    answer = await run_in_threadpool(handle_event, store, "coral", event.id, body_digest(body), plan)
+    if answer.status_code == 202 and service.remote is not None and service.remote.jobs is not None:
+        service.remote.jobs.kick()
+    return answer

@@ -34,6 +34,7 @@ from serving.services.scoring import (
     audit_quietly,
     needs_article_lookup,
     resolve_article,
+    resolve_article_context,
     score_fields,
     shadow_after,
     text_too_long,
@@ -72,12 +73,18 @@ async def score(
     error = text_too_long(request, service.settings.max_text_chars)
     if error is not None:
         raise error
-    if store is not None and needs_article_lookup(request):
-        request = await run_in_threadpool(resolve_article, store, request)
+    article_reason = None
+    if needs_article_lookup(request):
+        # An article named but not sent: the store's copy, else (for sites that allow it) its page is
+        # fetched in the background for the next comments; the reasons say which case this was.
+        finder = service.remote.finder if service.remote is not None else None
+        request, article_reason = await run_in_threadpool(resolve_article_context, store, request, finder)
     if _scoring_cost(request) <= INLINE_SCORING_BUDGET:
         response = _score_one(service, loaded, request)
     else:
         response = await run_in_threadpool(_score_one, service, loaded, request)
+    if article_reason is not None:
+        response.reasons.append(article_reason)
     # Committed before answering: the decision is in the audit log when the CMS acts on it.
     await audit_from_loop(service, store, [audit_entry(request, response, "score")])
     shadow_after(background, service, store, [request], [response], "score")
