@@ -176,3 +176,34 @@ def test_linking_renames_the_provisional_id_in_audit_and_feedback_of_that_site_o
     assert len(store.audit_for("c-9", "a")) == 1 and store.audit_for("coral:abc", "a") == []
     assert len(store.audit_for("coral:abc", "b")) == 1
     assert [f.comment_id for f in store.feedback_since()] == ["c-9"]
+
+
+def test_corals_token_comes_from_the_setting_a_file_or_the_secrets_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.settings import Settings, SettingsError
+
+    assert Settings(coral_token=" pat-1 ").resolved_coral_token() == "pat-1"
+    token_file = tmp_path / "coral_token"
+    token_file.write_text("# Coral access token\npat-2\n", encoding="utf-8")
+    assert Settings(coral_token_file=token_file).resolved_coral_token() == "pat-2"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "raqib_coral_token").write_text("pat-3", encoding="utf-8")
+    monkeypatch.setenv("RAQIB_SECRETS_DIR", str(secrets))
+    settings = Settings()
+    assert settings.resolved_coral_token() == "pat-3" and "pat-3" not in repr(settings)
+    monkeypatch.delenv("RAQIB_SECRETS_DIR")
+    assert Settings().resolved_coral_token() is None
+    with pytest.raises(SettingsError, match="coral_token"):
+        Settings(coral_token_file=tmp_path / "missing").resolved_coral_token()
+
+
+@pytest.mark.parametrize("host", ["https://news.example", "news.example:8080", "news.example/politics", ""])
+def test_article_hosts_are_bare_host_names(host: str) -> None:
+    from pydantic import ValidationError
+
+    from serving.settings import SitePolicy
+
+    with pytest.raises(ValidationError, match="article_hosts"):
+        SitePolicy(article_hosts=[host])
