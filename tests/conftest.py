@@ -17,6 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The throwaway PostgreSQL cluster and the `store_url` fixture over both backends.
+pytest_plugins = ["tests.postgres"]
+
 # Each folder under tests/ is one kind of test, and its marker says so: `pytest -m unit` runs
 # tests/unit and nothing else. A test module marked for another folder's kind is an error.
 FOLDER_MARKERS = ("unit", "api", "model", "e2e", "process")

@@ -147,6 +147,17 @@ def record_decision(
     assert audit.comment_id is not None
     site = site_key(audit.site)
     with _transaction(store) as conn:
+        # Two moderators (workers, replicas) deciding one comment at once: on PostgreSQL neither
+        # transaction sees the other's uncommitted feedback row, so both would write one. Locking
+        # the comment's audit rows first makes the second wait until the first commits; its check
+        # below (a new statement, so a new snapshot under READ COMMITTED) then sees that verdict.
+        # SQLite renders no FOR UPDATE: its BEGIN IMMEDIATE already serialises writers.
+        conn.execute(
+            sa.select(audit_table.c.id)
+            .where(audit_table.c.site == site, audit_table.c.comment_id == audit.comment_id)
+            .order_by(audit_table.c.id)
+            .with_for_update()
+        ).all()
         existing = conn.execute(
             sa.select(feedback_table.c.label, feedback_table.c.moderator)
             .where(feedback_table.c.site == site, feedback_table.c.comment_id == audit.comment_id)
@@ -191,7 +202,10 @@ def record_decision(
 def undo_decision(store: Store, decision_id: int, moderator: str) -> UndoResult:
     """Delete the decision's feedback row and mark it undone; only its own moderator may."""
     with _transaction(store) as conn:
-        row = conn.execute(sa.select(decisions_table).where(decisions_table.c.id == decision_id)).first()
+        # Locked, so a second undo of the same decision waits and then finds it undone.
+        row = conn.execute(
+            sa.select(decisions_table).where(decisions_table.c.id == decision_id).with_for_update()
+        ).first()
         if row is None or row.moderator != moderator:
             raise DecisionNotFound(f"no decision {decision_id} by this moderator")
         if row.undone_at is not None:

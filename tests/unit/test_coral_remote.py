@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ import pytest
 
 from serving.remote.coral import CoralGraphQL, CoralUnavailable
 from serving.services.remote import coral_comment_key, decision_label
-from serving.store.engine import default_store_url
 from serving.store.records import AuditEntry, FeedbackEntry
 from serving.store.store import Store
 from serving.text.html import html_to_text
@@ -130,8 +130,9 @@ def test_an_unknown_comment_or_story_is_none() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(default_store_url(tmp_path))
+def store(store_url: str) -> Iterator[Store]:
+    # The jobs and the id linking are store behaviour: on SQLite and on PostgreSQL (tests/postgres.py).
+    opened = Store.open(store_url)
     yield opened
     opened.close()
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from serving.schema import CANONICAL_COLUMNS, LABEL_PATTERN
 from serving.store.engine import default_store_url
-from serving.store.errors import StoreError
+from serving.store.errors import DuplicateEvent, StoreError
 from serving.store.records import Article, AuditEntry, FeedbackEntry, url_key
 from serving.store.store import Store, StoreHolder
 from serving.store.writer import StoreWriter
@@ -20,8 +22,21 @@ from serving.store.writer import StoreWriter
 pytestmark = pytest.mark.unit
 
 
+# Every test taking `store` or `store_url` runs twice: on a SQLite file and on a fresh PostgreSQL
+# database (tests/postgres.py). Tests of SQLite's own behaviour (its pragmas, its file, the CLI's
+# --state-dir lookup of that file) take `sqlite_store` instead and say so in their names.
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """SQLite only: the default store file under tmp_path/state."""
     opened = Store.open(default_store_url(tmp_path / "state"))
     yield opened
     opened.close()
@@ -61,8 +76,8 @@ def test_label_pattern_is_the_training_contracts() -> None:
     assert LABEL_PATTERN.pattern == TRAINING_PATTERN.pattern
 
 
-def test_sqlite_store_is_wal_with_full_sync(store: Store, tmp_path: Path) -> None:
-    with store.engine.connect() as conn:
+def test_sqlite_store_is_wal_with_full_sync(sqlite_store: Store, tmp_path: Path) -> None:
+    with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     assert (tmp_path / "state" / "raqib.db").is_file()
@@ -161,7 +176,7 @@ def test_export_latest_verdict_wins_with_text_and_article_but_never_author(store
     assert list(store.export_labels(since=future)) == []
 
 
-def test_open_fails_cleanly_where_nothing_can_be_written(tmp_path: Path) -> None:
+def test_sqlite_open_fails_cleanly_where_nothing_can_be_written(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory", encoding="utf-8")
     # Even root cannot create a directory under a regular file.
@@ -191,11 +206,13 @@ def test_error_messages_never_carry_sql_parameters(store: Store, monkeypatch: py
     secret_text = "تعليق سري جدا"
     with pytest.raises(StoreError) as caught, store.write() as writer:
         writer.add_audit([decision("c-1", text=secret_text)])
-        writer._conn.exec_driver_sql("INSERT INTO no_such_table VALUES (?)", (secret_text,))
+        writer._conn.execute(sa.text("INSERT INTO no_such_table VALUES (:secret)"), {"secret": secret_text})
     assert secret_text not in str(caught.value)
 
 
-def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, tmp_path: Path) -> None:
+def test_raqib_feedback_export_writes_the_contract_without_mlflow(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
     import json
     import os
     import subprocess
@@ -212,7 +229,7 @@ def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, 
         "from typer.testing import CliRunner\n"
         "from training.cli.main import app\n"
         f"result = CliRunner().invoke(app, ['feedback', 'export', '-o', {str(output)!r}, "
-        f"'--state-dir', {str(tmp_path / 'state')!r}])\n"
+        f"'--store-url', {store_url!r}])\n"
         "print(result.output)\n"
         "assert result.exit_code == 0, result.output\n"
         "assert 'mlflow' not in sys.modules, 'mlflow imported'\n"
@@ -237,12 +254,12 @@ def test_raqib_feedback_export_writes_the_contract_without_mlflow(store: Store, 
     assert [r.label for r in read_records(output)] == ["spam", "on_topic"]
 
 
-def test_feedback_export_since_and_missing_store(store: Store, tmp_path: Path) -> None:
+def test_sqlite_feedback_export_since_and_missing_store(sqlite_store: Store, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from training.cli.main import app
 
-    store.record_feedback(FeedbackEntry("c-2", "on_topic", "api", text="تعليق"))
+    sqlite_store.record_feedback(FeedbackEntry("c-2", "on_topic", "api", text="تعليق"))
     output = tmp_path / "out.jsonl"
     runner = CliRunner()
     later = runner.invoke(
@@ -294,8 +311,8 @@ def test_a_failed_group_commit_reaches_every_waiter(store: Store, monkeypatch: p
     assert store.record_audit([decision("c-after")]) == [1]
 
 
-def test_close_commits_what_is_queued(tmp_path: Path) -> None:
-    url = default_store_url(tmp_path / "state")
+def test_close_commits_what_is_queued(store_url: str) -> None:
+    url = store_url
     first = Store.open(url)
     futures = [first.submit_audit([decision(f"c-{n}")]) for n in range(50)]
     first.close()
@@ -305,3 +322,86 @@ def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     second = Store.open(url)
     assert len(second.pending(limit=100)) == 50
     second.close()
+
+
+def test_audit_rows_queued_during_a_commit_share_the_next_one(store: Store) -> None:
+    commits = 0
+
+    def count(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(store.engine, "commit", count)
+    # While another write holds the store, every submitted row waits; they then land in at most
+    # two transactions (the one the writer thread had already started on, and one for the rest).
+    with store._write_lock:
+        futures = [store.submit_audit([decision(f"c-{n}")]) for n in range(50)]
+    ids = sorted(i for future in futures for i in future.result(timeout=30))
+    assert ids == list(range(1, 51)) and commits <= 2
+    assert len(store.pending(limit=100)) == 50
+
+
+def test_feedback_is_committed_when_the_method_returns(store: Store, store_url: str) -> None:
+    recorded = store.record_feedback(FeedbackEntry("c-1", "spam", "api", site="news", text="نص"))
+    # Another engine (another worker or replica) sees it at once: nothing waits in a transaction.
+    other = Store.open(store_url)
+    try:
+        (seen,) = other.feedback_since()
+    finally:
+        other.close()
+    assert (seen.id, seen.label, seen.text, seen.site) == (recorded.id, "spam", "نص", "news")
+    assert seen.created_at == recorded.created_at
+
+
+def test_a_replayed_event_is_one_record_and_keeps_its_first_answer(store: Store) -> None:
+    with store.write() as writer:
+        writer.add_feedback(FeedbackEntry("c-1", "spam", "webhook", site="news"))
+        writer.add_event("webhook", "evt-1", "digest-1", 200, {"label": "spam", "نص": "أول"})
+    with pytest.raises(DuplicateEvent), store.write() as writer:
+        writer.add_feedback(FeedbackEntry("c-1", "abusive", "webhook", site="news"))
+        writer.add_event("webhook", "evt-1", "digest-1", 200, {"label": "abusive"})
+    known = store.get_event("webhook", "evt-1")
+    assert known is not None and known.status == 200 and known.body_sha256 == "digest-1"
+    assert known.response == {"label": "spam", "نص": "أول"}
+    assert [f.label for f in store.feedback_since()] == ["spam"]  # the replay's write was rolled back
+    assert store.get_event("other-source", "evt-1") is None
+
+
+def test_the_same_event_racing_on_two_workers_is_answered_once(store_url: str) -> None:
+    import threading
+
+    from serving.api.integrations.webhooks import handle_event
+
+    # Two stores over one database: two workers or replicas, each with its own connections.
+    stores = [Store.open(store_url), Store.open(store_url)]
+    both_planned = threading.Barrier(2, timeout=30)
+    answers: list[tuple[int, bytes]] = []
+
+    def deliver(store: Store, label: str) -> None:
+        def plan(_store: Store) -> object:
+            both_planned.wait()  # both have looked for the event and found none
+
+            def write(writer: StoreWriter) -> tuple[int, object]:
+                writer.add_feedback(FeedbackEntry("c-1", label, "webhook", site="news"))
+                return 200, {"label": label}
+
+            return write
+
+        response = handle_event(store, "webhook", "evt-1", "digest", plan)
+        answers.append((response.status_code, bytes(response.body)))
+
+    try:
+        threads = [
+            threading.Thread(target=deliver, args=(store, label))
+            for store, label in zip(stores, ("spam", "abusive"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(answers) == 2 and answers[0] == answers[1]  # the loser replays the winner's answer
+        (feedback,) = stores[0].feedback_since()
+        assert answers[0][1].decode() == f'{{"label":"{feedback.label}"}}'
+    finally:
+        for store in stores:
+            store.close()
