@@ -120,6 +120,8 @@ class FeedbackEntry:
     article_id: str | None = None
     article_title: str | None = None
     article_text: str | None = None
+    # The moderator's stated reason (e.g. Coral's `IRRELEVANT_CONTENT`), kept when it maps to no label.
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class FeedbackRecord:
     article_title: str | None
     article_text: str | None
     created_at: datetime
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def feedback_record_of(row: Any) -> FeedbackRecord:
         article_title=row.article_title,
         article_text=row.article_text,
         created_at=row.created_at,
+        reason=row.reason,
     )
 
 

@@ -46,16 +46,14 @@ from serving.store.records import (
     site_value,
     url_key,
 )
+from serving.store.schema_version import SchemaOutdated, check_revision, create_at_head, schema_revision
 from serving.store.tables import (
     NO_SITE,
-    SCHEMA_VERSION,
     articles_table,
     audit_table,
     events_table,
     feedback_table,
     jobs_table,
-    meta_table,
-    metadata,
 )
 from serving.store.writer import StoreWriter
 
@@ -73,7 +71,10 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect and create the tables if needed; StoreError when that fails."""
+        """Connect, and create the tables in an empty database; StoreError when that fails.
+
+        SchemaOutdated when the store was made by an older Raqib (`raqib db upgrade` migrates it).
+        """
         try:
             engine = create_store_engine(url)
         except (OSError, SQLAlchemyError, ValueError, ImportError) as exc:  # ImportError: no DB driver
@@ -81,18 +82,13 @@ class Store:
         store = cls(engine)
         try:
             with store.write() as writer:
-                metadata.create_all(writer._conn)
-                version = writer._conn.execute(
-                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).scalar()
-                if version is None:
-                    writer._conn.execute(
-                        meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                    )
-                elif int(version) > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the store has schema version {version}; this Raqib knows {SCHEMA_VERSION}"
-                    )
+                # Read and create in one write transaction: on SQLite (BEGIN IMMEDIATE) two workers
+                # starting on an empty store take turns; on PostgreSQL the loser's StoreError is retried.
+                revision = schema_revision(writer._conn)
+                if revision is None:
+                    create_at_head(writer._conn)
+                else:
+                    check_revision(revision)
         except StoreError:
             engine.dispose()
             raise
@@ -409,7 +405,11 @@ class StoreHolder:
         return self._store is None and time.monotonic() - self._last_attempt >= self.RETRY_SECONDS
 
     def open(self, only_if_due: bool = False) -> Store | None:
-        """Try to open the store (blocking); on failure remember why and return None."""
+        """Try to open the store (blocking); on failure remember why and return None.
+
+        SchemaOutdated is raised too unless `only_if_due` (a request's retry): a server must not start
+        on a store it would first have to migrate.
+        """
         # `only_if_due`: requests that waited on the lock while an attempt failed do not each retry.
         with self._lock:
             if self._store is not None:
@@ -419,6 +419,15 @@ class StoreHolder:
             self._last_attempt = time.monotonic()
             try:
                 self._store = Store.open(self._url)
+            except SchemaOutdated as exc:
+                self.error = str(exc)
+                logger.error("store at %s cannot be used: %s", redacted(self._url), exc)
+                if not only_if_due:
+                    # At start-up: refuse to serve rather than score unaudited until someone notices.
+                    raise
+                # Found by a request's retry (the store was down at start): the server is up, so the
+                # store stays unavailable and its 503s carry the command that fixes it.
+                return None
             except StoreError as exc:
                 self.error = str(exc)
                 logger.error(

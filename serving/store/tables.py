@@ -1,4 +1,4 @@
-"""Every table Raqib keeps, in one SQLAlchemy MetaData: created together, versioned together."""
+"""Every table Raqib keeps, in one SQLAlchemy MetaData; a change here needs a migration (see migrations/)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# The release before migrations checked this `raqib_meta` row; Alembic's revision (see
+# serving/store/schema_version.py) versions the schema now. Raise it only in a migration that the
+# release before migrations must refuse (it refuses stores above its own version).
 SCHEMA_VERSION = 1
 NO_SITE = ""  # sites are part of keys; NULL never equals NULL in SQL, so "no site" is stored as ''
 
@@ -92,6 +95,8 @@ feedback_table = sa.Table(
     sa.Column("article_title", sa.Text),
     sa.Column("article_text", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The moderator's stated reason (e.g. Coral's `IRRELEVANT_CONTENT`), kept when it maps to no label.
+    sa.Column("reason", sa.Text),
     sa.Index("ix_feedback_comment", "site", "comment_id"),
     sa.Index("ix_feedback_created", "created_at"),
 )

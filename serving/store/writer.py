@@ -86,6 +86,7 @@ class StoreWriter:
             "article_title": entry.article_title,
             "article_text": entry.article_text,
             "created_at": now,
+            "reason": entry.reason,
         }
         result = self._conn.execute(feedback_table.insert().values(**values))
         return feedback_record_of(_Row(id=inserted_id(result), **values))
