@@ -372,6 +372,8 @@ class CoralJobs:
                     article_id=story.id if story else None,
                     article_title=article.title if article else None,
                     article_text=article.text if article else None,
+                    # Kept even when it maps to no label: a later release may learn from it.
+                    reason=action.rejection_code if action else None,
                 )
         try:
             with store.write() as writer:

@@ -215,8 +215,8 @@ def test_rejection_reasons_map_to_labels_and_unusable_ones_are_not_exported(
         )
         send(coral, WEBHOOK, status_updated(f"evt-r{number}", comment_id, "REJECTED"))
     assert drain(coral) == []
-    recorded = {f.comment_id: f.label for f in store_of(coral).feedback_since()}
-    assert recorded == {comment_id: label for comment_id, (_, _, label) in cases.items()}
+    recorded = {f.comment_id: (f.label, f.reason) for f in store_of(coral).feedback_since()}
+    assert recorded == {comment_id: (label, code) for comment_id, (_, code, label) in cases.items()}
     exported = {r["comment_id"]: r["label"] for r in export(coral, tmp_path)}
     assert exported == {"c-spam": "spam", "c-abuse": "abusive"}
 
