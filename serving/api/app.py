@@ -36,7 +36,7 @@ from serving.api.middleware import (
 )
 from serving.api.queue import routes as queue
 from serving.api.queue.auth import build_queue_auth
-from serving.api.routes import admin, articles, feedback, health, model_info, score
+from serving.api.routes import admin, articles, docs, feedback, health, model_info, score
 from serving.model.bundle import BundleError
 from serving.runtime.holder import ModelHolder
 from serving.runtime.metrics import ServiceMetrics
@@ -120,6 +120,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.metrics.set_model(loaded.name, loaded.version)
         logger.info("serving %s %s from %s", loaded.name, loaded.version, loaded.bundle_path)
     # Without a store scoring goes on (unaudited); store-backed routes answer 503 store_unavailable.
+    # A store an older Raqib made raises SchemaOutdated here: the server stops until `raqib db upgrade`.
     await asyncio.to_thread(service.stores.open)
     if service.remote is not None:
         service.remote.start()  # Coral's kept jobs (if any) run from now on
@@ -182,7 +183,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhook_secrets=settings.resolved_webhook_secrets(),
         remote=RemoteWork.from_settings(settings, stores),
     )
-    app = FastAPI(title="Raqib scoring API", version="1", description=API_DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="Raqib scoring API",
+        version="1",
+        description=API_DESCRIPTION,
+        lifespan=_lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: ours (docs.router) do not.
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.service = service
     app.state.queue_auth = build_queue_auth(settings, admin_key)
     routers = (
@@ -198,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         queue.router,
         queue.page_router,
+        docs.router,
     )
     for router in routers:
         app.include_router(router)
@@ -205,6 +215,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _without_framework_validation_errors(app)
     # The queue page's scripts, styles and strings, from the package itself: no CDN, works offline.
     app.mount(queue.STATIC_PREFIX, StaticFiles(directory=queue.STATIC_DIR), name="static")
+    # Swagger UI's and ReDoc's scripts and styles, from an installed package for the same reason.
+    app.mount(docs.DOCS_ASSETS_PREFIX, StaticFiles(directory=docs.DOCS_ASSETS_DIR), name="docs-assets")
 
     # Routes that may carry a whole article (or its text as context) get the larger article limit.
     article_paths = {
@@ -249,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     known_routes = {getattr(route, "path", "") for router in routers for route in router.routes}
     # Static files have no route template: name them, so their requests are not counted as unmatched.
     known_routes |= {f"{queue.STATIC_PREFIX}/{asset.name}" for asset in queue.STATIC_DIR.iterdir()}
+    known_routes |= {f"{docs.DOCS_ASSETS_PREFIX}/{asset.name}" for asset in docs.DOCS_ASSETS_DIR.iterdir()}
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics, known_routes=known_routes)
     return app
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+# prometheus-client's multiprocess mode: where every worker writes its metric values.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(
@@ -19,4 +24,20 @@ def serve(
     """Run the scoring API (uvicorn, serving.api.app:create_app); settings from RAQIB_* env or --settings."""
     from serving.api.app import run
 
-    run(host=host, port=port, workers=workers, settings_file=settings)
+    if workers <= 1:
+        run(host=host, port=port, workers=workers, settings_file=settings)
+        return
+    # Each worker counts in its own process; /metrics must show the server's totals whichever worker
+    # answers the scrape. The workers share their values through files in this directory: fresh for
+    # every start (values left by an earlier server would be summed in) and removed at exit. The
+    # environment is how it reaches the workers, which uvicorn starts after this.
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    with tempfile.TemporaryDirectory(prefix="raqib-metrics-") as metrics_dir:
+        os.environ[MULTIPROC_DIR_ENV] = metrics_dir
+        try:
+            run(host=host, port=port, workers=workers, settings_file=settings)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_DIR_ENV, None)
+            else:
+                os.environ[MULTIPROC_DIR_ENV] = previous

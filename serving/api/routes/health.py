@@ -40,5 +40,9 @@ async def readyz(service: ServiceDep) -> ReadyResponse | JSONResponse:
     responses={200: {"content": {METRICS_CONTENT_TYPE: {}}}},
 )
 async def metrics(service: ServiceDep) -> Response:
-    """Counters, latency histogram and model info in Prometheus text format."""
+    """Counters, latency histogram and model info in Prometheus text format.
+
+    Under `raqib serve --workers N` every worker answers with the sums over all workers (see
+    serving/runtime/metrics.py); one process adds its own `process_*` and `python_*` metrics.
+    """
     return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
