@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut
 DATASETS ?= $(or $(RAQIB_DATASETS),../shared/datasets)
 PORT ?= 8765
 
-.PHONY: install demo test lint audit lock bench soak clean data check-serve-install
+.PHONY: install demo test lint audit lock bench soak clean data check-serve-install check-integration
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: install
 	$(BIN)/mypy serving training
 	@# The layout's rule: no import cycles, no package importing one above it, serving never importing training.
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py tests/unit/test_dependency_rule.py
+
+# Whole-deployment drills (an MLflow tracking server on PostgreSQL, `raqib train` and `raqib promote`
+# against it, a server resolving the champion from it): minutes, so a CI step of their own.
+check-integration: install
+	$(BIN)/pytest --integration -m integration
 
 # A serving host's install: '.[serve]' in a fresh venv serves /v1/score and has no mlflow, matplotlib or Dask.
 check-serve-install: install

@@ -25,9 +25,21 @@ pytest_plugins = ["tests.postgres"]
 FOLDER_MARKERS = ("unit", "api", "model", "e2e", "process")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--integration",
+        action="store_true",
+        help="also run the tests marked `integration` (several servers at once; `make check-integration`)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     misplaced = []
+    # Whole-deployment drills take minutes: CI runs them as their own step, `make test` stays short.
+    skip_integration = pytest.mark.skip(reason="an integration drill: run with --integration")
     for item in items:
+        if "integration" in item.keywords and not config.getoption("--integration"):
+            item.add_marker(skip_integration)
         folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
         if folder not in FOLDER_MARKERS:
             continue

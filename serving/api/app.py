@@ -283,9 +283,19 @@ def _log_config(level: str, log_format: str) -> dict[str, Any]:
 
 
 def run(
-    host: str = "127.0.0.1", port: int = 8000, workers: int = 1, settings_file: str | Path | None = None
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    settings_file: str | Path | None = None,
+    proxy_headers: bool = True,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
-    """Serve the API with uvicorn (what `raqib serve` calls)."""
+    """Serve the API with uvicorn (what `raqib serve` calls).
+
+    Behind a reverse proxy, `forwarded_allow_ips` names the proxies whose X-Forwarded-For/-Proto are
+    believed (uvicorn's default: $FORWARDED_ALLOW_IPS, else 127.0.0.1); the access log then shows the
+    reader's address, not the proxy's.
+    """
     import uvicorn
 
     if settings_file is not None:
@@ -303,4 +313,6 @@ def run(
         access_log=False,
         http="serving.api.http:NoDelayHTTPProtocol",
         log_config=_log_config(settings.log_level, settings.log_format),
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
     )

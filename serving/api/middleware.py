@@ -122,14 +122,19 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
             self.metrics.request_seconds.labels(route=route).observe(elapsed)
             duration_ms = round(elapsed * 1000, 1)
+            # The peer's address, or the reader's when uvicorn trusts the proxy in front (proxy headers).
+            client = scope.get("client")
+            client_host = client[0] if client else "-"
             access_logger.info(
-                "%s %s %d %.1fms request_id=%s",
+                "%s %s %d %.1fms request_id=%s client=%s",
                 scope["method"],
                 route,
                 status,
                 duration_ms,
                 request_id,
+                client_host,
                 extra={
+                    "client": client_host,
                     "method": scope["method"],
                     "path": route,
                     "status": status,

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from tests.conftest import free_port
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` on loopback with a SQLite backend and a local artifact root, stopped at the end."""
+@contextmanager
+def running_mlflow_server(tmp_path: Path, backend_store_uri: str) -> Iterator[str]:
+    """`mlflow server` on loopback with `backend_store_uri` and a local artifact root, stopped at the end."""
     port = free_port()
     log = (tmp_path / "mlflow-server.log").open("wb")
     command = [
@@ -28,7 +29,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         "mlflow",
         "server",
         "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'registry.db'}",
+        backend_store_uri,
         "--artifacts-destination",
         str(tmp_path / "artifacts"),
         "--host",
@@ -44,7 +45,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
@@ -66,6 +67,13 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A tracking server with a SQLite backend (one machine)."""
+    with running_mlflow_server(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}") as url:
+        yield url
 
 
 def test_a_server_fetches_the_champion_from_the_tracking_server_once(
@@ -143,3 +151,36 @@ def test_an_unknown_alias_on_the_tracking_server_leaves_the_server_up_and_not_re
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "registry answered" in ready.text
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_train_and_promote_through_a_tracking_server_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """The production recipe: `mlflow server` on PostgreSQL, `raqib train` and `raqib promote` against it
+    through MLFLOW_TRACKING_URI, and a Raqib server resolving `models:/raqib-moderator@champion`."""
+    from fastapi.testclient import TestClient
+
+    from serving.api.app import create_app
+    from serving.settings import Settings
+
+    repo = Path(__file__).resolve().parents[2]
+    raqib = Path(sys.executable).with_name("raqib")
+    with running_mlflow_server(tmp_path, postgres_url) as tracking:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+        for command in (
+            [str(raqib), "train", "--config", "experiments/starter.toml"],
+            [str(raqib), "promote"],
+        ):
+            done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "promoted" in done.stdout
+        settings = Settings(
+            model_uri="models:/raqib-moderator@champion",
+            registry_url=tracking,
+            state_dir=tmp_path / "state",
+            model_dir=tmp_path / "nowhere",
+        )
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/readyz").status_code == 200
+            scored = client.post("/v1/score", json={"comment": {"text": "اربح المال الآن راسلني واتساب"}})
+            assert scored.status_code == 200 and scored.json()["model"]["name"] == "raqib-moderator"

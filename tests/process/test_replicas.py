@@ -2,6 +2,9 @@
 
 What a site that outgrows one machine relies on: any replica may answer any request, the training
 export sees what every replica recorded, and reloading the model on one leaves the other answering.
+The replicas are started as README's production recipe says — the schema migrated first with
+`raqib db upgrade`, secrets from files in RAQIB_SECRETS_DIR, several workers, the reverse proxy's
+address trusted for X-Forwarded-For — so every command of the recipe runs here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.store.store import Store
 from tests.conftest import REPO, clean_env, free_port, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres]
@@ -29,27 +31,24 @@ RAQIB = Path(sys.executable).with_name("raqib")
 
 
 class Replica:
-    """One `raqib serve` process on loopback."""
+    """One `raqib serve` process on loopback, logging to a file (a pipe nobody reads would fill up)."""
 
-    def __init__(self, name: str, bundle: Path, store_url: str):
+    def __init__(self, name: str, bundle: Path, secrets: Path, log: Path, *options: str):
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
         env = clean_env(
             RAQIB_MODEL_DIR=str(bundle),
-            RAQIB_STORE_URL=store_url,
-            RAQIB_API_KEYS=API_KEY,
-            RAQIB_ADMIN_KEY=ADMIN_KEY,
-            RAQIB_LOG_LEVEL="WARNING",
+            RAQIB_SECRETS_DIR=str(secrets),
+            RAQIB_LOG_LEVEL="INFO",
+            RAQIB_LOG_FORMAT="text",
         )
-        self.process = subprocess.Popen(
-            [str(RAQIB), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        command = [str(RAQIB), "serve", "--host", "127.0.0.1", "--port", str(self.port), *options]
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
 
     def ready(self) -> bool:
         assert self.process.poll() is None, f"replica {self.name} exited:\n{self.stop()}"
@@ -60,19 +59,60 @@ class Replica:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            output, _ = self.process.communicate(timeout=20)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            output, _ = self.process.communicate()
-        return output or ""
+            self.process.wait()
+        return self.logged()
+
+    def logged(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def secrets_dir(root: Path, store_url: str) -> Path:
+    """Docker/Kubernetes-style secrets: one file per setting, readable by the server's user only."""
+    secrets = root / "secrets"
+    secrets.mkdir()
+    for name, value in {
+        "raqib_api_keys": API_KEY,
+        "raqib_admin_key": ADMIN_KEY,
+        "raqib_store_url": store_url,
+    }.items():
+        (secrets / name).write_text(value + "\n", encoding="utf-8")
+        (secrets / name).chmod(0o600)
+    return secrets
 
 
 @pytest.fixture
-def replicas(tiny_bundle: Path, postgres_url: str) -> Iterator[tuple[Replica, Replica]]:
-    # Create the tables once, before either replica opens the store: two processes creating the
-    # same schema at the same moment is a deployment's migration step, not what this test is about.
-    Store.open(postgres_url).close()
-    started = (Replica("A", tiny_bundle, postgres_url), Replica("B", tiny_bundle, postgres_url))
+def replicas(tiny_bundle: Path, postgres_url: str, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
+    # The recipe's first step: the schema is migrated once, before any replica starts (two replicas
+    # creating it at the same moment would race).
+    secrets = secrets_dir(tmp_path, postgres_url)
+    migrated = subprocess.run(
+        [str(RAQIB), "db", "upgrade"],  # the store's URL from the secrets, as the servers read it
+        cwd=REPO,
+        env=clean_env(RAQIB_SECRETS_DIR=str(secrets)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert "upgraded an empty database → " in migrated.stdout
+    started = (
+        # Behind a proxy on this host: its X-Forwarded-For is believed.
+        Replica(
+            "A",
+            tiny_bundle,
+            secrets,
+            tmp_path / "a.log",
+            "--workers",
+            "2",
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+        ),
+        # Trusting only a proxy elsewhere: a loopback client's X-Forwarded-For is not.
+        Replica("B", tiny_bundle, secrets, tmp_path / "b.log", "--forwarded-allow-ips", "10.9.9.9"),
+    )
     try:
         for replica in started:
             assert wait_until(replica.ready, 90), f"replica {replica.name} never became ready"
@@ -88,19 +128,22 @@ def test_two_replicas_share_one_postgresql_store(
     a, b = replicas
     scored = httpx.post(
         f"{a.base}/v1/score",
-        headers=AUTH,
+        headers={**AUTH, "X-Forwarded-For": "203.0.113.7"},
         json={"comment": {"id": "c-replica", "text": COMMENT}, "site": "news"},
         timeout=30,
     )
     assert scored.status_code == 200, scored.text
+    assert wait_until(lambda: "POST /v1/score 200" in a.logged() and "client=203.0.113.7" in a.logged(), 10)
     # The verdict reaches the other replica, with no text: the export finds it in A's audit row.
     verdict = httpx.post(
         f"{b.base}/v1/feedback",
-        headers=AUTH,
+        headers={**AUTH, "X-Forwarded-For": "203.0.113.8"},
         json={"comment_id": "c-replica", "site": "news", "label": "abusive", "moderator": "mod-1"},
         timeout=30,
     )
     assert verdict.status_code == 201, verdict.text
+    assert wait_until(lambda: "POST /v1/feedback 201" in b.logged(), 10)
+    assert "client=127.0.0.1" in b.logged() and "203.0.113.8" not in b.logged()
 
     output = tmp_path / "feedback.jsonl"
     exported = subprocess.run(

@@ -19,10 +19,24 @@ StoreUrlOption = Annotated[
     typer.Option(
         "--store-url",
         envvar="RAQIB_STORE_URL",
-        help="SQLAlchemy URL of the store; replaces --state-dir.",
+        help="SQLAlchemy URL of the store; replaces --state-dir. Default: the server's own settings "
+        "(raqib_store_url in RAQIB_SECRETS_DIR, RAQIB_SETTINGS_FILE), else --state-dir.",
         show_default=False,
     ),
 ]
+
+
+def _server_store_url(store_url: str | None) -> str | None:
+    """The store the server would open: --store-url, else its settings' (RAQIB_SECRETS_DIR, TOML file)."""
+    if store_url is not None:
+        return store_url
+    from serving.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except (SettingsError, ValueError) as exc:
+        fail(f"the server's settings cannot be read: {exc}")
+    return settings.store_url.get_secret_value() if settings.store_url is not None else None
 
 
 def _describe(revision: str | None) -> str:
@@ -38,6 +52,7 @@ def upgrade_command(state_dir: StateDirOption = Path("var"), store_url: StoreUrl
     from serving.store.schema_version import BASELINE_REVISION
 
     # An empty database is fine here: it is created at the newest revision, as the server would.
+    store_url = _server_store_url(store_url)
     url = store_url if store_url is not None else default_store_url(state_dir)
     try:
         done = upgrade(url)
@@ -60,6 +75,7 @@ def current_command(state_dir: StateDirOption = Path("var"), store_url: StoreUrl
     from serving.store.migrate import current_revision
     from serving.store.schema_version import HEAD_REVISION, SchemaOutdated, check_revision
 
+    store_url = _server_store_url(store_url)
     if store_url is None:
         if not (state_dir / DB_FILE).is_file():
             fail(f"no store at {state_dir / DB_FILE} (is --state-dir the server's state_dir?)")

@@ -20,12 +20,34 @@ def serve(
     settings: Annotated[
         Path | None, typer.Option("--settings", help="Settings TOML (RAQIB_SETTINGS_FILE).")
     ] = None,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(help="Take the client's address and scheme from X-Forwarded-* of trusted proxies."),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies trusted for X-Forwarded-*: comma-separated addresses or networks, or '*' "
+            "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the scoring API (uvicorn, serving.api.app:create_app); settings from RAQIB_* env or --settings."""
     from serving.api.app import run
 
+    def start() -> None:
+        run(
+            host=host,
+            port=port,
+            workers=workers,
+            settings_file=settings,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+
     if workers <= 1:
-        run(host=host, port=port, workers=workers, settings_file=settings)
+        start()
         return
     # Each worker counts in its own process; /metrics must show the server's totals whichever worker
     # answers the scrape. The workers share their values through files in this directory: fresh for
@@ -35,7 +57,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="raqib-metrics-") as metrics_dir:
         os.environ[MULTIPROC_DIR_ENV] = metrics_dir
         try:
-            run(host=host, port=port, workers=workers, settings_file=settings)
+            start()
         finally:
             if previous is None:
                 os.environ.pop(MULTIPROC_DIR_ENV, None)
