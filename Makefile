@@ -48,7 +48,8 @@ lint: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py tests/unit/test_dependency_rule.py
 
 # Whole-deployment drills (an MLflow tracking server on PostgreSQL, `raqib train` and `raqib promote`
-# against it, a server resolving the champion from it): minutes, so a CI step of their own.
+# against it, a server resolving the champion from it; `raqib serve --workers 2` metrics summed over
+# workers): minutes, so a CI step of their own.
 check-integration: install
 	$(BIN)/pytest --integration -m integration
 

@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import REPO, SPAM, clean_env, free_port, wait_until
 
-pytestmark = pytest.mark.process
+# Starting two-worker servers takes a minute on 2 cores: a CI step of its own (make check-integration).
+pytestmark = [pytest.mark.process, pytest.mark.integration]
 
 SCORED = 20
 # Enough requests that the kernel hands each worker some, however it spreads new connections.
