@@ -76,22 +76,47 @@ def _best_of(repeats: int, run: Any) -> float:
 
 
 def _stage_seconds(model: Any, items: Sequence[Any]) -> dict[str, float]:
-    """Seconds per Pipeline stage for one pass over `items` (normaliser, each feature block, classifier)."""
+    """Seconds per stage for one pass over `items`: the normaliser, each feature block and classifier of
+    the base and of every label head, and the relevance component (its features with the article side
+    cached per article, then its classifiers) — every part `ModerationModel.score` runs."""
     from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 
     rows = [item.as_row() for item in items]
-    steps = model.pipeline.named_steps
+    pipeline = model.pipeline
+    base = getattr(pipeline, "base", pipeline)
     started = time.perf_counter()
-    prepared = steps[PREPROCESS_STEP].transform(rows)
+    prepared = base.named_steps[PREPROCESS_STEP].transform(rows)
     stages = {"normalise": time.perf_counter() - started}
-    for name, block in steps[FEATURES_STEP].transformer_list:
+    parts = [("base", base)] + [
+        (f"head[{label}]", head) for label, head in (getattr(pipeline, "heads", None) or {}).items()
+    ]
+    for part, part_pipeline in parts:
+        steps = part_pipeline.named_steps
+        union = steps[FEATURES_STEP]
+        # A head's blocks sit inside its cross-source scaling: time them, then the scaling on top.
+        inner = getattr(union, "features", union)
+        blocks_seconds = 0.0
+        for name, block in getattr(inner, "transformer_list", [("all", inner)]):
+            started = time.perf_counter()
+            block.transform(prepared)
+            stages[f"{part}.features.{name}"] = elapsed = time.perf_counter() - started
+            blocks_seconds += elapsed
         started = time.perf_counter()
-        block.transform(prepared)
-        stages[f"features.{name}"] = time.perf_counter() - started
-    matrix = steps[FEATURES_STEP].transform(prepared)
-    started = time.perf_counter()
-    steps[CLASSIFIER_STEP].predict_proba(matrix)
-    stages["classifier"] = time.perf_counter() - started
+        matrix = union.transform(prepared)
+        if inner is not union:
+            stages[f"{part}.features.scaling"] = max(time.perf_counter() - started - blocks_seconds, 0.0)
+        started = time.perf_counter()
+        steps[CLASSIFIER_STEP].predict_proba(matrix)
+        stages[f"{part}.classifier"] = time.perf_counter() - started
+    relevance = getattr(pipeline, "relevance", None)
+    if relevance is not None:
+        # The article side is computed once per article (the component's cache), as in serving.
+        started = time.perf_counter()
+        features = relevance.feature_rows(prepared)
+        stages["relevance.features"] = time.perf_counter() - started
+        started = time.perf_counter()
+        relevance.relations(prepared, features)
+        stages["relevance.classifier"] = time.perf_counter() - started
     return stages
 
 
@@ -209,8 +234,8 @@ def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC
         "",
         "Where Raqib's batch time goes (one pass over the same comments, seconds): "
         + ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items())
-        + ". fastText reads one bag of words and bigrams; Raqib normalises the text, extracts character "
-        "2–5-grams of the comment, word n-grams, article-relation features (TF-IDF and LSA of comment and "
-        "article) and spam signals.",
+        + ". fastText reads one bag of words and bigrams; Raqib normalises the text once, then runs the "
+        "base model's feature blocks (character and word n-grams, article relation, spam signals), each "
+        "label head's own blocks, and the relevance component (topical spaces of comment and article).",
     ]
     return Section("fasttext", title, lines, goals, figures)
