@@ -25,28 +25,11 @@ fail() { echo "check-serve-install: FAILED: $*" >&2; [ -f "$work/server.log" ] &
 echo "check-serve-install: exporting a tiny bundle with the main venv"
 "$MAIN_PYTHON" - "$work/bundle" <<'EOF'
 import sys
+from pathlib import Path
 
-from serving.model.bundle import write_bundle
-from tests.conftest import tiny_training_frame
-from training.experiment.config import FeatureConfig
-from training.experiment.pipeline import build_pipeline
+from tests.conftest import fit_tiny_pipeline, write_tiny_bundle
 
-frame = tiny_training_frame()
-pipeline = build_pipeline(FeatureConfig(min_df=1, lsa_components=20), "logreg", {"C": 10.0})
-pipeline.fit(frame, frame["label"])
-labels = [str(c) for c in pipeline.classes_]
-metadata = {
-    "name": "raqib-moderator",
-    "version": "0-serve-install",
-    "labels": labels,
-    "thresholds": {
-        "reject_at": {label: 0.8 for label in labels if label != "on_topic"},
-        "review_at": {label: 0.4 for label in labels if label != "on_topic"},
-    },
-    "metrics": {"frozen_macro_f1": None},
-    "training_data": {"sha256": "tiny", "rows": len(frame)},
-}
-write_bundle(pipeline, metadata, sys.argv[1])
+write_tiny_bundle(fit_tiny_pipeline(), Path(sys.argv[1]), version="0-serve-install")
 EOF
 
 # 2. The checkout's files (tracked and new, not ignored) copied out, so the build leaves nothing in it

@@ -173,9 +173,8 @@ def tiny_training_frame() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label", "article_title", "article_text"])
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline():
-    """A fitted logistic-regression Pipeline on the inline rows."""
+def fit_tiny_pipeline() -> Any:
+    """A logistic-regression Pipeline fitted on the inline rows (seconds)."""
     from training.experiment.config import FeatureConfig
     from training.experiment.pipeline import build_pipeline
 
@@ -185,15 +184,15 @@ def tiny_pipeline():
     return pipeline
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
-    """The tiny Pipeline exported as a real bundle directory (pickle + metadata + sha256)."""
+def write_tiny_bundle(pipeline: Any, out: Path, version: str = "0-test") -> Path:
+    """`pipeline` exported as a real bundle directory (pickle + metadata + sha256); also used by
+    .ci/check-serve-install.sh."""
     from serving.model.bundle import write_bundle
 
-    labels = [str(c) for c in tiny_pipeline.classes_]
+    labels = [str(c) for c in pipeline.classes_]
     metadata = {
         "name": "raqib-moderator",
-        "version": "0-test",
+        "version": version,
         "labels": labels,
         "thresholds": {
             "reject_at": {label: 0.8 for label in labels if label != "on_topic"},
@@ -202,9 +201,20 @@ def tiny_bundle(tiny_pipeline, tmp_path_factory) -> Path:
         "metrics": {"frozen_macro_f1": None},
         "training_data": {"sha256": "tiny", "rows": len(tiny_training_frame())},
     }
-    out = tmp_path_factory.mktemp("bundle") / "champion"
-    write_bundle(tiny_pipeline, metadata, out)
+    write_bundle(pipeline, metadata, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline() -> Any:
+    """A fitted logistic-regression Pipeline on the inline rows."""
+    return fit_tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_pipeline: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Pipeline exported as a real bundle directory (pickle + metadata + sha256)."""
+    return write_tiny_bundle(tiny_pipeline, tmp_path_factory.mktemp("bundle") / "champion")
 
 
 @pytest.fixture
