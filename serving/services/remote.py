@@ -359,7 +359,7 @@ class CoralJobs:
             action = comment.latest()
             marker = f"{site or ''}|{comment.id}|{action.id if action and action.id else comment.status}"
             if store.get_event(DECISION_EVENTS, marker) is None:
-                raqib = _raqib_label(store, site, (comment.id, key))
+                raqib = held_label(store, site, comment.id, key)
                 label = decision_label(comment.status, action.rejection_code if action else None, raqib)
                 article = store.get_article(story.id, site) if story else None
                 entry = FeedbackEntry(
@@ -392,8 +392,9 @@ class CoralJobs:
             logger.info("coral decision on %s recorded as %s", comment.id, entry.label or "no label")
 
 
-def _raqib_label(store: Store, site: str | None, comment_ids: tuple[str, ...]) -> str | None:
-    """The label Raqib held the comment for, under its Coral id or its provisional key."""
+def held_label(store: Store, site: str | None, *comment_ids: str) -> str | None:
+    """The label Raqib last held the comment for, under the first of its ids that has one (Coral's
+    id, then the provisional key)."""
     for comment_id in comment_ids:
         audits = store.audit_for(comment_id, site)
         decided = next((a.decided_label for a in reversed(audits) if a.decided_label), None)

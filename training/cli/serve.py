@@ -9,9 +9,6 @@ from typing import Annotated
 
 import typer
 
-# prometheus-client's multiprocess mode: where every worker writes its metric values.
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -35,6 +32,7 @@ def serve(
 ) -> None:
     """Run the scoring API (uvicorn, serving.api.app:create_app); settings from RAQIB_* env or --settings."""
     from serving.api.app import run
+    from serving.runtime.metrics import MULTIPROC_DIR_ENV
 
     def start() -> None:
         run(

@@ -28,10 +28,18 @@ from serving.api.integrations.webhooks import EventOutcome, handle_event
 from serving.model.decisions import REJECT
 from serving.runtime.loaded import LoadedModel
 from serving.runtime.policy import OBSERVE
-from serving.schema import ABUSIVE, ON_TOPIC, SPAM
+from serving.schema import ABUSIVE, SPAM
 from serving.services.context import Service
 from serving.services.errors import ApiError, parse_body, parse_value
-from serving.services.remote import COMMENT_JOB, DECISION_JOB, STORY_JOB, coral_comment_key
+from serving.services.remote import (
+    COMMENT_JOB,
+    DECISION_JOB,
+    STORY_JOB,
+    VERDICT_STATUSES,
+    coral_comment_key,
+    decision_label,
+    held_label,
+)
 from serving.services.schemas import (
     ExternalId,
     ReasonOut,
@@ -330,18 +338,6 @@ def _story_created(service: Service, event: CoralEvent, site: str | None) -> Eve
     return write
 
 
-def feedback_label(status: str, decided_label: str | None) -> tuple[bool, str | None]:
-    """(is a verdict, label) from the event alone, without Coral's API (no reason code, no text)."""
-    if status == "APPROVED":
-        return True, ON_TOPIC
-    if status == "REJECTED":
-        # The moderator confirmed Raqib's hold: Raqib's label. Rejected without a Raqib flag: the
-        # reason is unknown, and guessing one would teach the model a wrong label; record the
-        # verdict (the comment leaves the queue) without a label, which the export skips.
-        return True, decided_label
-    return False, None
-
-
 def _queue_job(kind: str, site: str | None, comment_id: str) -> EventOutcome:
     def write(writer: StoreWriter) -> tuple[int, Any]:
         writer.add_job(kind, site, comment_id)
@@ -369,11 +365,11 @@ def _comment_event(
         # Body, story and the moderator's reason are only in Coral's API; its current status wins
         # over the event's (a later decision may already have replaced this one).
         return _queue_job(DECISION_JOB, site, comment_id)
-    audits = store.audit_for(comment_id, site)
-    decided = next((a.decided_label for a in reversed(audits) if a.decided_label), None)
-    is_verdict, label = feedback_label(status.upper(), decided)
-    if not is_verdict:
+    # From the event alone: no reason code and no text; the same rule as with Coral's API.
+    status = status.upper()
+    if status not in VERDICT_STATUSES:
         return None
+    label = decision_label(status, None, held_label(store, site, comment_id))
     entry = FeedbackEntry(comment_id=comment_id, site=site, label=label, source="coral", article_id=story_id)
 
     def write(writer: StoreWriter) -> tuple[int, Any]:
