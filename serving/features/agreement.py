@@ -23,6 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from serving.features.sparse_rows import Rows
+
 
 class CrossSourceScaling(TransformerMixin, BaseEstimator):
     """Wrap a feature union: its matrix with every column scaled by the cross-source ratio."""
@@ -76,6 +78,12 @@ class CrossSourceScaling(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> sp.csr_matrix:
         """The wrapped features' matrix, scaled."""
         return self.scale_matrix(sp.csr_matrix(self.features.transform(X)))
+
+    def rows(self, X: Any) -> Rows:
+        """`transform` without building a scipy matrix (the model runtime's scoring path)."""
+        found: Rows = self.features.rows(X)
+        scaled = (found.data * self.scale_[found.indices]).astype(np.float32, copy=False)
+        return Rows(found.indptr, found.indices, scaled, found.width)
 
     def block_layout(self) -> list[tuple[str, Any, int, int]]:
         """The wrapped union's blocks: scaling keeps every column where it was."""

@@ -386,7 +386,24 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
 
     def sparse_parts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, column, value) of the non-zero TF-IDF weights, rows ascending."""
-        return self._weigh(self._counts(X.text), len(X))
+        return self._weigh(self._shared_counts(X), len(X))
+
+    def _shared_counts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_counts` of the batch, computed once for every block that hashes alike (the base model's
+        and a head's blocks), through the batch's memo."""
+        memo = getattr(X, "memo", None)
+        if memo is None:
+            return self._counts(X.text)
+        key = ("hashed-ngrams", self.analyzer, tuple(self.ngram_range), self.n_bits)
+        found = memo.get(key)
+        if found is None:
+            counts = self._counts(X.text)
+            memo[key] = (counts, self.__dict__.get("_last"))
+            return counts
+        counts, last = found
+        if last is not None:
+            self.__dict__["_last"] = last  # explain_names reads this comment's grams from it
+        return counts
 
     def transform(self, X: PreparedComments) -> sp.csr_matrix:
         """Sparse TF-IDF matrix of the comments over the hashed buckets."""

@@ -4,7 +4,7 @@ and the feature union that runs every block over it in-process."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +13,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
 
+from serving.features.article_cache import ArticleEntry
+from serving.features.sparse_rows import Rows
 from serving.schema import MODEL_INPUT_COLUMNS
 from serving.text.normalize import (
     normalize,
@@ -35,12 +37,22 @@ def _as_text(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedComments:
-    """A batch of comments with their article, normalised once for every feature block."""
+    """A batch of comments with their article, normalised once for every feature block.
+
+    `articles`, when the model runtime built the batch: per row its article's cache entry
+    (serving/features/article_cache.py), where each block keeps its article-side features; empty
+    when a Pipeline is called directly (training, evaluation), and then each block computes every
+    distinct article of the batch once.
+    """
 
     raw_text: tuple[str, ...]
     text: tuple[str, ...]
     title: tuple[str, ...]
     body: tuple[str, ...]
+    articles: tuple[ArticleEntry | None, ...] = ()
+    # What one block computed that another needs too (the base model and a label head hash the
+    # same n-grams of the same comments): per batch, dropped with it.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.text)
@@ -63,13 +75,17 @@ class SequentialFeatureUnion(FeatureUnion):
 
     def transform(self, X: Any) -> sp.csr_matrix:
         """Weighted horizontal stack of every block's features."""
+        return self.rows(X).to_csr()
+
+    def rows(self, X: Any) -> Rows:
+        """`transform` without building a scipy matrix (the model runtime's scoring path)."""
         rows, cols, values, width = self.sparse_parts(X)
         n = len(X)
         if n > 1:
             order = np.argsort(rows, kind="stable")  # blocks were appended one after another
             rows, cols, values = rows[order], cols[order], values[order]
         indptr = np.searchsorted(rows, np.arange(n + 1))
-        return sp.csr_matrix((values, cols, indptr), shape=(n, width))
+        return Rows(indptr, cols, values, width)
 
     def sparse_parts(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(row, column, value) of every block's non-zero features, block after block, and the width."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,18 @@ def _comment_tokens(text: str) -> tuple[str, ...]:
     return tuple(content_tokens(text))
 
 
-@lru_cache(maxsize=2048)
-def _article_words(article: str) -> frozenset[str]:
-    return frozenset(content_tokens(article))
+RELATION_PART = "relation"  # this block's slot in an article's cache entry
+
+
+@dataclass(frozen=True)
+class _ArticleSide:
+    """What the relation block reads of one article, computed once per article."""
+
+    title: tuple[dict[int, float], np.ndarray]
+    body: tuple[dict[int, float], np.ndarray]
+    article: tuple[dict[int, float], np.ndarray]
+    words: frozenset[str]
+    scripts: frozenset[str]
 
 
 @lru_cache(maxsize=2048)
@@ -117,22 +127,9 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
             self.__dict__["_projection_c"] = projection
         return projection
 
-    def _article_vectors(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Embeddings of article texts, cached: many comments share one article."""
-        cache: dict[str, tuple[sp.csr_matrix, np.ndarray]] = self.__dict__.setdefault("_cache", {})
-        missing = sorted({t for t in texts if t not in cache})
-        if missing:
-            tfidf, lsa = self._embed(missing)
-            if len(cache) + len(missing) > 4096:
-                cache.clear()
-            for i, text in enumerate(missing):
-                cache[text] = (tfidf[i], lsa[i])
-        rows = [cache[t] for t in texts]
-        return sp.vstack([r[0] for r in rows], format="csr"), np.vstack([r[1] for r in rows])
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_cache", None)  # per-process memos, not part of the model
+        state.pop("_cache", None)  # per-process memos (and those of older versions), not the model
         state.pop("_vectors", None)
         state.pop("_projection_c", None)
         return state
@@ -168,43 +165,65 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         norm = float(np.sqrt(np.dot(lsa, lsa)))
         return dict(zip(cols.tolist(), weights.tolist(), strict=True)), lsa / norm if norm else lsa
 
-    def _cached_vector(self, text: str) -> tuple[dict[int, float], np.ndarray]:
-        cache: dict[str, tuple[dict[int, float], np.ndarray]] = self.__dict__.setdefault("_vectors", {})
-        vector = cache.get(text)
-        if vector is None:
-            if len(cache) > 4096:
-                cache.clear()
-            vector = cache[text] = self._vector(text)
-        return vector
+    def _article(self, title: str, body: str) -> _ArticleSide:
+        """An article's side of the block: each part's TF-IDF weights and LSA vector (title, body and
+        both together), its content words and the scripts of its parts."""
+        joined = f"{title} {body}".strip()
+        vectors = {text: self._vector(text) for text in {title, body, joined} if text}
+        empty: tuple[dict[int, float], np.ndarray] = ({}, np.zeros(0, dtype=np.float32))
+        return _ArticleSide(
+            title=vectors.get(title, empty),
+            body=vectors.get(body, empty),
+            article=vectors.get(joined, empty),
+            words=frozenset(content_tokens(joined)),
+            scripts=frozenset(dominant_script(part) for part in (title, body) if part),
+        )
 
-    def _similarities(self, X: PreparedComments, articles: Sequence[str]) -> np.ndarray:
+    def _articles(self, X: PreparedComments) -> list[_ArticleSide | None]:
+        """Each row's article side: kept in the article's cache entry when the model runtime built the
+        batch (once per article, across calls), else computed once per distinct article of the batch."""
+        if X.articles:
+            return [
+                entry.part(RELATION_PART, partial(self._article, entry.title, entry.body))
+                if entry is not None
+                else None
+                for entry in X.articles
+            ]
+        sides: dict[tuple[str, str], _ArticleSide] = {}
+        out: list[_ArticleSide | None] = []
+        for key in zip(X.title, X.body, strict=True):
+            if not (key[0] or key[1]):
+                out.append(None)
+                continue
+            if key not in sides:
+                sides[key] = self._article(*key)
+            out.append(sides[key])
+        return out
+
+    def _similarities(self, X: PreparedComments, articles: Sequence[_ArticleSide | None]) -> np.ndarray:
         """Columns lsa_title, lsa_body, lsa_article, tfidf_article for every row."""
         n = len(X)
+        out = np.zeros((n, 4), dtype=np.float64)
         if n > 64:
             c_tfidf, c_lsa = self._embed(X.text)
-            _, t_lsa = self._article_vectors(X.title)
-            _, b_lsa = self._article_vectors(X.body)
-            a_tfidf, a_lsa = self._article_vectors(articles)
-            return np.column_stack(
-                [
-                    np.einsum("ij,ij->i", c_lsa, t_lsa),
-                    np.einsum("ij,ij->i", c_lsa, b_lsa),
-                    np.einsum("ij,ij->i", c_lsa, a_lsa),
-                    np.asarray(c_tfidf.multiply(a_tfidf).sum(axis=1)).ravel(),
-                ]
-            )
-        # Scoring one comment at a time: plain dicts and dot products beat building sparse matrices.
-        out = np.zeros((n, 4), dtype=np.float64)
-        for i in range(n):
-            comment, c_lsa = self._vector(X.text[i])
-            if X.title[i]:
-                out[i, 0] = float(np.dot(c_lsa, self._cached_vector(X.title[i])[1]))
-            if X.body[i]:
-                out[i, 1] = float(np.dot(c_lsa, self._cached_vector(X.body[i])[1]))
-            if articles[i]:
-                article, a_lsa = self._cached_vector(articles[i])
-                out[i, 2] = float(np.dot(c_lsa, a_lsa))
-                out[i, 3] = sum(value * article.get(j, 0.0) for j, value in comment.items())
+            comments = [
+                dict(zip(c_tfidf.indices[a:b].tolist(), c_tfidf.data[a:b].tolist(), strict=True))
+                for a, b in zip(c_tfidf.indptr[:-1].tolist(), c_tfidf.indptr[1:].tolist(), strict=True)
+            ]
+            lsa_rows = list(c_lsa)
+        else:
+            # Scoring a few comments: plain dicts and dot products beat building sparse matrices.
+            vectors = [self._vector(text) for text in X.text]
+            comments, lsa_rows = [v[0] for v in vectors], [v[1] for v in vectors]
+        for i, side in enumerate(articles):
+            if side is None:
+                continue
+            comment, lsa = comments[i], lsa_rows[i]
+            for column, (_, part_lsa) in enumerate((side.title, side.body, side.article)):
+                if len(part_lsa):
+                    out[i, column] = float(np.dot(lsa, part_lsa))
+            weights = side.article[0]
+            out[i, 3] = sum(value * weights.get(j, 0.0) for j, value in comment.items())
         return out
 
     def dense(self, X: PreparedComments) -> np.ndarray:
@@ -215,7 +234,7 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         has_body = np.array([bool(b) for b in X.body], dtype=bool)
         if not (has_title.any() or has_body.any()):
             return out
-        articles = [f"{t} {b}".strip() for t, b in zip(X.title, X.body, strict=True)]
+        articles = self._articles(X)
         similarities = self._similarities(X, articles)
         has_any = has_title | has_body
         out[:, 0] = has_title
@@ -225,15 +244,16 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         out[:, 4] = np.clip(np.where(has_any, similarities[:, 2], 0.0), 0, 1)
         out[:, 5] = np.clip(similarities[:, 3], 0, 1)
         for i in np.flatnonzero(has_any):
+            side = articles[i]
+            assert side is not None  # has_any
             comment_words = set(_comment_tokens(X.text[i]))
-            article_words = _article_words(articles[i])
-            shared = len(comment_words & article_words)
+            shared = len(comment_words & side.words)
             out[i, 6] = min(shared, 5) / 5.0
             out[i, 7] = shared / len(comment_words) if comment_words else 0.0
             # A mismatch needs the comment to differ from every part of the article we have:
             # an English comment under an English headline is not a mismatch, whatever the body.
             comment_script = dominant_script(X.text[i])
-            scripts = {article_script(part) for part in (X.title[i], X.body[i]) if part}
+            scripts = side.scripts
             out[i, 8] = comment_script == "latin" and scripts <= {"arabic"}
             out[i, 9] = comment_script == "arabic" and scripts <= {"latin"}
         n_bins = len(SIMILARITY_EDGES) + 1

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from serving.features.prepare import CommentPreprocessor, PreparedComments
+from serving.features.sparse_rows import Rows
 from serving.features.topics import (
     EMPTY,
     CharGrams,
@@ -81,6 +82,7 @@ class _Side:
         "tf",
         "topic",
         "word",
+        "word_set",
         "words",
     )
 
@@ -98,6 +100,7 @@ class _Side:
         self.bg: np.ndarray | None = None
         self.esa: SparseVector = EMPTY
         self.rare: frozenset[str] | None = None
+        self.word_set: frozenset[str] = frozenset()
 
 
 class RelevanceFeatures(TransformerMixin, BaseEstimator):
@@ -246,6 +249,7 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
     def _article_part(self, norm: str) -> _Side:
         s = self._side_from_norm(norm)
         s.tf = Counter(s.words)
+        s.word_set = frozenset(s.words)
         s.esa = self.topics_.concepts(s.topic, self.esa_top)
         if "prf" in self.families_:
             s.expanded = self.topics_.expand(s.topic)
@@ -417,19 +421,257 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         each distinct article and comment of the batch is computed once."""
         prepared = CommentPreprocessor().transform(X)
         articles: dict[tuple[str, str], ArticleSide] = {}
-        comments: dict[str, _Side] = {}
-        rows = []
-        for text, title, body in zip(prepared.text, prepared.title, prepared.body, strict=True):
+        sides = []
+        for title, body in zip(prepared.title, prepared.body, strict=True):
             key = (title, body)
             if key not in articles:
                 articles[key] = self.article_side(title, body)
+            sides.append(articles[key])
+        return self.rows(prepared.text, sides)
+
+    def rows(self, texts: Sequence[str], articles: Sequence[ArticleSide]) -> np.ndarray:
+        """Feature rows (order = `feature_names_`) of normalised comments, each with its article's
+        side (from `article_side`, cached by the caller). A batch of the product's families is
+        computed at once (`_rows_batch`); a few comments (a server's request) and the optional
+        families one row at a time (`row`), which costs less for a handful of rows. The two agree to
+        float32 precision (the topical space's sums run in another order)."""
+        width = len(self.feature_names_)
+        if not len(texts):
+            return np.zeros((0, width))
+        if len(texts) > ROW_BY_ROW_UP_TO and set(self.families_) <= BATCH_FAMILIES:
+            return self._rows_batch(texts, articles)
+        comments: dict[str, _Side] = {}
+        out = []
+        for text, sides in zip(texts, articles, strict=True):
             if text not in comments:
                 comments[text] = self.side(text)
-            rows.append(self.row(comments[text], *articles[key]))
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.feature_names_))
+            out.append(self.row(comments[text], *sides))
+        return np.asarray(out, dtype=np.float64).reshape(len(out), width)
+
+    # -- the whole batch at once
+    def comment_block(self, texts: Sequence[str], related: np.ndarray | None = None) -> CommentBlock:
+        """The comment side of distinct normalised comments, as matrices (one row per comment).
+        `related`: which comments are compared with an article (None: all); the concept vectors,
+        the costliest part, are computed for those only."""
+        words = [topic_words(t) for t in texts]
+        joined = [" ".join(w) for w in words]
+        char = self.char_.rows(texts)
+        word = self.word_.rows(joined)
+        topic = self.topics_.tfidf_.rows(joined)
+        lsa = self.topics_.embed_rows(topic)
+        esa = None
+        if "esa" in self.families_:
+            wanted = np.flatnonzero(related) if related is not None else np.arange(len(texts))
+            esa = self.topics_.concept_rows(topic.take(wanted), self.esa_top).spread(wanted, len(texts))
+        adf, tvoc = self.topics_.article_df_, self.topics_.tfidf_.vocabulary_
+        only = np.zeros((len(texts), 4))
+        for i, (text, ws) in enumerate(zip(texts, words, strict=True)):
+            dfs = [adf[j] if j is not None else 0.0 for j in map(tvoc.get, ws)]
+            only[i, 0] = sum(dfs) / len(dfs) if dfs else 1.0  # 1.0 = no topical word at all
+            only[i, 1] = float(sum(1 for d in dfs if d < self.rare_df))
+            only[i, 2] = math.log1p(len(text.split()))
+        only[:, 3] = self.topics_.specificity_rows(topic)
+        distinct = [set(ws) for ws in words]
+        return CommentBlock(
+            words=words,
+            char=char,
+            word=word,
+            topic=topic,
+            lsa=lsa,
+            esa=esa,
+            comment_only=only,
+            rare=[frozenset(w for w in ws if self._is_rare(w)) for ws in distinct],
+            numbers=[frozenset(w for w in ws if w.startswith("#")) for ws in distinct],
+            latin=np.array([dominant_script(t) in ("latin", "mixed") for t in texts], dtype=bool),
+        )
+
+    def _rows_batch(self, texts: Sequence[str], articles: Sequence[ArticleSide]) -> np.ndarray:
+        """`row` for every row at once: each feature is one vectorised pass over the batch."""
+        unique: dict[str, int] = {}
+        ci = np.array([unique.setdefault(t, len(unique)) for t in texts], dtype=np.int64)
+        widths = (len(self.char_.vocabulary_), len(self.word_.vocabulary_), self.topics_.n_concepts)
+        parts = _PartStack(articles, widths)
+        related = np.zeros(len(unique), dtype=bool)
+        related[ci[parts.index[2] >= 0]] = True
+        block = self.comment_block(list(unique), related)
+        n = len(texts)
+        ti, bi, ai = parts.index
+        has_t, has_b, has_a = ti >= 0, bi >= 0, ai >= 0
+        sims: dict[str, list[np.ndarray]] = {}
+        for kind, comments, stacked in (("char", block.char, parts.char), ("word", block.word, parts.word)):
+            sims[kind] = [_pair_dots(comments, ci, stacked, pi) for pi in (ti, bi, ai)]
+        sims["lsa"] = [parts.lsa_dots(block.lsa, ci, pi) for pi in (ti, bi, ai)]
+        columns: list[np.ndarray] = []
+        for fam in self.families_:
+            if fam == "context":
+                columns += [has_t.astype(float), has_b.astype(float)]
+            elif fam in ("char", "word", "lsa"):
+                columns += sims[fam]
+            elif fam == "z":
+                for kind in ("char", "word", "lsa"):
+                    for value, pi in ((sims[kind][0], ti), (sims[kind][2], ai)):
+                        mean, std = parts.ref(kind, pi)
+                        columns.append(np.where(pi >= 0, (value - mean) / std, 0.0))
+            elif fam == "esa":
+                assert block.esa is not None
+                columns += [_pair_dots(block.esa, ci, parts.esa, pi) for pi in (ti, ai)]
+            elif fam == "unrelated":
+                columns += [
+                    parts.unrelated(block.topic, ci, pi, self.topics_.word_directions(), self.unrelated_cos)
+                    for pi in (ti, ai)
+                ]
+            elif fam == "overlap":
+                overlap = np.zeros((n, 3))
+                for r in np.flatnonzero(has_a).tolist():
+                    c, article = int(ci[r]), parts.sides[int(ai[r])]
+                    rare = block.rare[c]
+                    shared = len(rare & article.word_set)
+                    overlap[r] = (
+                        shared,
+                        len(block.numbers[c] & article.word_set),
+                        shared / len(rare) if rare else 0.0,
+                    )
+                columns += list(overlap.T)
+            elif fam == "comment":
+                columns += list(block.comment_only[ci].T)
+            elif fam == "script":
+                columns.append((has_a & block.latin[ci] & parts.arabic(ai)).astype(float))
+        return np.column_stack(columns).astype(np.float64, copy=False)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return self.feature_names_
+
+
+# Up to this many rows, one row at a time costs less than the batch path's fixed numpy overhead
+# (measured: 1 row 0.3 vs 1.3 ms, 8 rows about even, 64 rows 0.49 vs 0.22 ms a comment).
+ROW_BY_ROW_UP_TO = 6
+# Families `_rows_batch` computes for a whole batch; the optional ones go row by row.
+BATCH_FAMILIES = frozenset(
+    ("context", "char", "word", "lsa", "z", "esa", "unrelated", "overlap", "comment", "script")
+)
+
+
+class CommentBlock:
+    """Distinct comments of a batch as matrices: TF-IDF rows (char, word, topic), unit LSA rows,
+    concept rows, the comment-only features, and per comment its rare words, numbers and script."""
+
+    def __init__(
+        self,
+        words: list[list[str]],
+        char: Rows,
+        word: Rows,
+        topic: Rows,
+        lsa: np.ndarray,
+        esa: Rows | None,
+        comment_only: np.ndarray,
+        rare: list[frozenset[str]],
+        numbers: list[frozenset[str]],
+        latin: np.ndarray,
+    ) -> None:
+        self.words = words
+        self.char = char
+        self.word = word
+        self.topic = topic
+        self.lsa = lsa
+        self.esa = esa
+        self.comment_only = comment_only
+        self.rare = rare
+        self.numbers = numbers
+        self.latin = latin
+
+
+class _PartStack:
+    """The distinct article parts of a batch stacked into matrices, and per row the index of its
+    title, body and whole-article part in them (-1: none)."""
+
+    def __init__(self, articles: Sequence[ArticleSide], widths: tuple[int, int, int]) -> None:
+        position: dict[int, int] = {}
+        self.sides: list[_Side] = []
+        index = np.full((3, len(articles)), -1, dtype=np.int64)
+        for r, sides in enumerate(articles):
+            for k, side in enumerate(sides):
+                if side is None:
+                    continue
+                j = position.get(id(side))
+                if j is None:
+                    j = position[id(side)] = len(self.sides)
+                    self.sides.append(side)
+                index[k, r] = j
+        self.index = (index[0], index[1], index[2])
+        parts = self.sides
+        char_width, word_width, concept_width = widths
+        self.char = Rows.stack([p.char for p in parts], char_width)
+        self.word = Rows.stack([p.word for p in parts], word_width)
+        self.esa = Rows.stack([p.esa for p in parts], concept_width)
+        width = len(parts[0].lsa) if parts else 0
+        self.lsa = np.vstack([p.lsa for p in parts]) if parts else np.zeros((0, width), dtype=np.float32)
+        self.refs = {
+            kind: (
+                np.array([p.ref[kind][0] for p in parts] + [0.0]),
+                np.array([p.ref[kind][1] for p in parts] + [1.0]),
+            )
+            for kind in ("char", "word", "lsa")
+        }
+
+    def ref(self, kind: str, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reference mean and std of each row's part (0 and 1 where the row has none)."""
+        mean, std = self.refs[kind]
+        return mean[pi], std[pi]  # index -1 reads the trailing (0, 1)
+
+    def lsa_dots(self, comments: np.ndarray, ci: np.ndarray, pi: np.ndarray) -> np.ndarray:
+        """Cosine in the topical space of each row's comment and part (0 where it has none)."""
+        out = np.zeros(len(ci))
+        rows = np.flatnonzero(pi >= 0)
+        if len(rows):
+            out[rows] = np.einsum("ij,ij->i", comments[ci[rows]], self.lsa[pi[rows]])
+        return out
+
+    def unrelated(
+        self, topic: Rows, ci: np.ndarray, pi: np.ndarray, directions: np.ndarray, below: float
+    ) -> np.ndarray:
+        """RelevanceFeatures._unrelated for every row: the share of the comment's topical weight on
+        words whose direction has a cosine below `below` with the part's topical vector."""
+        out = np.zeros(len(ci))
+        if not len(self.sides):
+            return out
+        usable = np.array([bool(p.lsa.any()) for p in self.sides] + [False])
+        rows = np.flatnonzero((pi >= 0) & usable[pi])
+        if not len(rows):
+            return out
+        gathered = topic.take(ci[rows])
+        owner = gathered.owner()
+        related = np.einsum("ij,ij->i", directions[gathered.indices], self.lsa[pi[rows]][owner])
+        weight = np.where(related < below, gathered.data**2, 0.0)
+        out[rows] = np.bincount(owner, weights=weight, minlength=len(rows))
+        return out
+
+    def arabic(self, pi: np.ndarray) -> np.ndarray:
+        """Whether each row's part is in Arabic script (False where it has none)."""
+        scripts = np.array([p.script == "arabic" for p in self.sides] + [False])
+        return scripts[pi]
+
+
+def _pair_dots(comments: Rows, ci: np.ndarray, parts: Rows, pi: np.ndarray) -> np.ndarray:
+    """Dot product of comment row ci[r] with part row pi[r] for every row r (0 where pi[r] < 0).
+
+    One search over the whole batch: every (part, column) of the stacked parts is a sorted key
+    part × width + column, so each comment non-zero finds its partner, if any, by bisection.
+    """
+    out = np.zeros(len(ci))
+    rows = np.flatnonzero(pi >= 0)
+    if not len(rows) or not len(parts.data):
+        return out
+    width = max(comments.width, parts.width)
+    part_keys = parts.owner() * width + parts.indices
+    gathered = comments.take(ci[rows])
+    owner = gathered.owner()
+    keys = pi[rows][owner] * width + gathered.indices
+    found = np.searchsorted(part_keys, keys).clip(max=len(part_keys) - 1)
+    hit = part_keys[found] == keys
+    out[rows] = np.bincount(
+        owner[hit], weights=gathered.data[hit] * parts.data[found[hit]], minlength=len(rows)
+    )
+    return out
 
 
 def _stack(vectors: list[tuple[np.ndarray, np.ndarray]], width: int) -> sp.csr_matrix:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import TruncatedSVD
 
+from serving.features.sparse_rows import Rows, spans
 from serving.text.normalize import MASK_TOKENS
 from serving.text.tokens import STOPWORDS, light_stem
 
@@ -181,24 +182,39 @@ class Tfidf:
         state.pop("_memo", None)
         return state
 
+    def rows(self, texts: Sequence[str]) -> Rows:
+        """TF-IDF rows of a batch, the same values as `vector` row by row: each word's column ids
+        come from the same memo, and one sort over the batch counts them."""
+        parts: list[np.ndarray] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        if isinstance(self.analyzer, Words):  # one column per known word: no arrays per word
+            voc = self.vocabulary_
+            ids: list[int] = []
+            for i, text in enumerate(texts):
+                before = len(ids)
+                ids.extend(j for j in map(voc.get, text.split()) if j is not None)
+                lengths[i] = len(ids) - before
+            parts.append(np.array(ids, dtype=np.int64))
+        else:
+            for i, text in enumerate(texts):
+                found = [self._word_ids(w) for w in text.split()]
+                parts.extend(found)
+                lengths[i] = sum(len(x) for x in found)
+        width = len(self.vocabulary_)
+        if not lengths.sum():
+            return Rows.empty(len(texts), width)
+        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        keys, counts = np.unique(owner * width + np.concatenate(parts), return_counts=True)
+        row_of, cols = np.divmod(keys, width)
+        values = (1.0 + np.log(counts)) * self.idf_[cols]
+        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of, minlength=len(texts)), out=indptr[1:])
+        return Rows(indptr, cols, values, width).normalized()
+
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Batch TF-IDF rows (same values as `vector`, built in one sparse pass)."""
-        voc, analyzer = self.vocabulary_, self.analyzer
-        rows, cols = [], []
-        for i, t in enumerate(texts):
-            ids = [j for j in map(voc.get, analyzer(t)) if j is not None]
-            cols.extend(ids)
-            rows.extend([i] * len(ids))
-        m = sp.csr_matrix(
-            (np.ones(len(cols)), (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))),
-            shape=(len(texts), len(voc)),
-        )
-        m.sum_duplicates()
-        m.data = 1.0 + np.log(m.data)
-        m = m @ sp.diags(self.idf_)
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+        """`rows` as a scipy matrix (training's spaces are fitted on these)."""
+        matrix: sp.csr_matrix = self.rows(texts).to_csr()
+        return matrix
 
 
 def sparse_dot(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
@@ -349,6 +365,46 @@ class TopicSpace(TransformerMixin, BaseEstimator):
         v = w.astype(np.float32) @ self.projection_[cols]
         n = math.sqrt(float(v @ v))
         return v / n if n else v
+
+    def embed_rows(self, tfidf: Rows) -> np.ndarray:
+        """`embed` of every TF-IDF row: unit topical vectors (zeros for empty rows)."""
+        lsa = tfidf.dot_dense(self.projection_)
+        norms = np.sqrt(np.einsum("ij,ij->i", lsa, lsa))
+        return np.divide(lsa, norms[:, None], out=np.zeros_like(lsa), where=norms[:, None] > 0)
+
+    def specificity_rows(self, tfidf: Rows) -> np.ndarray:
+        """`specificity` of every TF-IDF row."""
+        return tfidf.dot_vector(self.specificity_coef_) + self.specificity_intercept_
+
+    @property
+    def n_concepts(self) -> int:
+        """How many corpus comment threads the concept vectors range over."""
+        return int(self.doc_tfidf_.shape[0])
+
+    def concept_rows(self, tfidf: Rows, top: int = 100) -> Rows:
+        """`concepts` of every TF-IDF row: unit rows over the corpus threads, each its `top` best."""
+        m = self.doc_tfidf_
+        n, width = len(tfidf), m.shape[0]
+        # every (row, thread) contribution of every word, straight from the CSC arrays, summed in
+        # the order `_doc_sims` sums them
+        starts, ends = m.indptr[tfidf.indices], m.indptr[tfidf.indices + 1]
+        lengths = ends - starts
+        positions = spans(starts, lengths)
+        owner = np.repeat(tfidf.owner(), lengths)
+        values = m.data[positions] * np.repeat(tfidf.data, lengths)
+        sims = np.bincount(owner * width + m.indices[positions], weights=values, minlength=n * width)
+        sims = sims.reshape(n, width)
+        k = min(top, width)
+        if k < width:
+            chosen = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        else:
+            chosen = np.tile(np.arange(width), (n, 1))
+        chosen.sort(axis=1)
+        picked = np.take_along_axis(sims, chosen, axis=1)
+        keep = picked > 0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        return Rows(indptr, chosen[keep].astype(np.int64), picked[keep], width).normalized()
 
     def background(self, lsa: np.ndarray) -> np.ndarray:
         """Cosine of a unit LSA vector with every corpus article."""

@@ -10,13 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from serving.features.article_cache import ArticleCache, ArticleEntry
 from serving.features.prepare import PreparedComments
+from serving.features.sparse_rows import Rows
 from serving.model.bundle import MODEL_FILE, BundleError, read_bundle_metadata, sha256_file
 from serving.model.composed import apply_heads, apply_relevance
 from serving.model.decisions import Thresholds, decide
 from serving.model.explain import Reason, Span, display_gram, linear_view, signal_reasons, spans_from_ngrams
 from serving.model.relevance import ABOUT_ELSE, ABOUT_THIS, GENERIC, NO_ARTICLE, OTHER_SCRIPT, Relations
 from serving.schema import ACCEPTABLE_LABEL, DEFAULT_MODEL_NAME, OFF_TOPIC
+from serving.text.normalize import normalize
 
 PREPROCESS_STEP = "prep"
 FEATURES_STEP = "features"
@@ -57,6 +60,9 @@ class CommentInput:
     text: str
     article_title: str | None = None
     article_text: str | None = None
+    # Who the article is (site and id), when the caller knows: a changed text under the same id
+    # replaces that article's cached features at once instead of waiting to age out.
+    article_key: str | None = None
 
     def as_row(self) -> dict[str, str | None]:
         """The canonical model-input columns as a dict."""
@@ -77,9 +83,21 @@ class _Part:
         self.explainable = True
         self.ngram_layout: list[tuple[Any, int, int]] | None = None
 
+    def rows(self, prepared: PreparedComments) -> Any:
+        """The part's feature rows: `Rows` where the features can give them without scipy."""
+        if hasattr(self.features, "rows"):
+            return self.features.rows(prepared)
+        return self.features.transform(prepared)
+
     def proba(self, matrix: Any) -> np.ndarray:
         if self.linear is not None:
             return self.linear.proba(matrix)
+        if isinstance(matrix, Rows):
+            import scipy.sparse as sp
+
+            matrix = sp.csr_matrix(
+                (matrix.data, matrix.indices, matrix.indptr), shape=(len(matrix), matrix.width)
+            )
         return np.asarray(self.classifier.predict_proba(matrix))
 
 
@@ -100,8 +118,10 @@ class ModerationModel:
     decide one label each (serving/model/composed.py); both score through the same fast path.
     """
 
-    def __init__(self, pipeline: Any, metadata: Mapping[str, Any]):
+    def __init__(self, pipeline: Any, metadata: Mapping[str, Any], article_cache: ArticleCache | None = None):
         self.pipeline = pipeline
+        # Every block's article-side features, once per article (not per comment), across calls.
+        self.article_cache = article_cache if article_cache is not None else ArticleCache()
         self.metadata = dict(metadata)
         self.labels: tuple[str, ...] = tuple(str(c) for c in pipeline.classes_)
         base = getattr(pipeline, "base", pipeline)
@@ -149,14 +169,35 @@ class ModerationModel:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _forward(self, rows: Sequence[Mapping[str, Any]]) -> _Forward:
-        prepared = self._base.pipeline.named_steps[PREPROCESS_STEP].transform(rows)
-        matrices: dict[str | None, Any] = {None: self._base.features.transform(prepared)}
+    def _prepare(self, items: Sequence[CommentInput]) -> tuple[PreparedComments, list[ArticleEntry]]:
+        """The batch normalised once, each row pointing at its article's cache entry (normalised
+        there once per article); also the entries this batch created."""
+        titles = [item.article_title or "" for item in items]
+        bodies = [item.article_text or "" for item in items]
+        entries, created = self.article_cache.entries(titles, bodies, [item.article_key for item in items])
+        raw = tuple(item.text for item in items)
+        prepared = PreparedComments(
+            raw_text=raw,
+            text=tuple(normalize(text) for text in raw),
+            title=tuple(entry.title if entry is not None else "" for entry in entries),
+            body=tuple(entry.body if entry is not None else "" for entry in entries),
+            articles=tuple(entries),
+        )
+        return prepared, created
+
+    def _forward(self, items: Sequence[CommentInput]) -> _Forward:
+        prepared, created = self._prepare(items)
+        forward = self._forward_prepared(prepared)
+        self.article_cache.settle(created)
+        return forward
+
+    def _forward_prepared(self, prepared: PreparedComments) -> _Forward:
+        matrices: dict[str | None, Any] = {None: self._base.rows(prepared)}
         probabilities = self._base.proba(matrices[None])
         if self._heads:
             heads = {}
             for head in self._heads:
-                matrices[head.label] = head.features.transform(prepared)
+                matrices[head.label] = head.rows(prepared)
                 heads[str(head.label)] = head.proba(matrices[head.label])[:, 1]
             probabilities = apply_heads(probabilities, self.labels, heads)
         relations = None
@@ -167,7 +208,8 @@ class ModerationModel:
 
     def predict_proba(self, items: Sequence[CommentInput]) -> np.ndarray:
         """Probabilities (rows × labels) for a batch, in `self.labels` order."""
-        return self._forward([item.as_row() for item in items]).probabilities
+        with self._score_lock:
+            return self._forward(items).probabilities
 
     def score(
         self,
@@ -184,7 +226,7 @@ class ModerationModel:
     def _score(
         self, items: Sequence[CommentInput], thresholds: Sequence[Thresholds] | None, explain: bool
     ) -> list[Scored]:
-        forward = self._forward([item.as_row() for item in items])
+        forward = self._forward(items)
         probabilities = forward.probabilities
         results = []
         for i, item in enumerate(items):
@@ -326,8 +368,9 @@ class _LinearScorer:
         self.binary = binary
 
     def proba(self, matrix: Any) -> np.ndarray:
-        """Class probabilities for a CSR feature matrix."""
-        logits = np.asarray(matrix @ self.weights, dtype=np.float64) + self.intercept
+        """Class probabilities for feature rows (`Rows` or a CSR matrix)."""
+        product = matrix.dot_dense(self.weights) if isinstance(matrix, Rows) else matrix @ self.weights
+        logits = np.asarray(product, dtype=np.float64) + self.intercept
         if self.binary:
             positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
             return np.column_stack([1.0 - positive, positive])

@@ -27,10 +27,9 @@ content labels is `apply_relevance` (serving/model/composed.py).
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ RELATIONS = (ABOUT_THIS, GENERIC, ABOUT_ELSE, NO_ARTICLE, OTHER_SCRIPT)
 TITLE, TITLE_BODY, NONE = "title", "title_body", "none"
 CONTEXT_KINDS = (TITLE, TITLE_BODY)
 REVIEW_AT = 0.5  # off_topic_scores put every context's threshold here
-ARTICLE_CACHE_SIZE = 1024
+RELEVANCE_PART = "relevance"  # this component's slot in an article's cache entry
 
 
 def context_kind(title: str, body: str) -> str:
@@ -218,42 +217,28 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
         specific = matrix[:, self.generic_columns_[1]]
         return np.asarray((generic_df >= 1.0) | (specific <= self.generic_max_specific))
 
-    def _article(self, title: str, body: str) -> ArticleSide:
-        """The article's side, from a bounded LRU cache keyed by its normalised title and body (a
-        changed text is a new key; many comments share one article)."""
-        cache: OrderedDict[tuple[str, str], ArticleSide] | None = self.__dict__.get("_article_cache")
-        if cache is None:
-            cache = self.__dict__.setdefault("_article_cache", OrderedDict())
-            self.__dict__.setdefault("_article_lock", threading.Lock())
-        key = (title, body)
-        lock: threading.Lock = self.__dict__["_article_lock"]
-        with lock:
-            side = cache.get(key)
-            if side is not None:
-                cache.move_to_end(key)
-                return side
-        side = self.features_.article_side(title, body)
-        with lock:
-            cache[key] = side
-            while len(cache) > ARTICLE_CACHE_SIZE:
-                cache.popitem(last=False)
-        return side
-
-    def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = dict(super().__getstate__())
-        state.pop("_article_cache", None)  # a cache and a lock are run-time state, not the model
-        state.pop("_article_lock", None)
-        return state
+    def article_sides(self, prepared: PreparedComments) -> list[ArticleSide]:
+        """Each row's article side: from the article's cache entry when the model runtime built the
+        batch (computed there once per article, across calls), else once per distinct article of
+        the batch."""
+        features = self.features_
+        if prepared.articles:
+            return [
+                entry.part(RELEVANCE_PART, partial(features.article_side, entry.title, entry.body))
+                if entry is not None
+                else (None, None, None)
+                for entry in prepared.articles
+            ]
+        sides: dict[tuple[str, str], ArticleSide] = {}
+        for key in zip(prepared.title, prepared.body, strict=True):
+            if key not in sides:
+                sides[key] = features.article_side(*key)
+        return [sides[key] for key in zip(prepared.title, prepared.body, strict=True)]
 
     def feature_rows(self, X: Any) -> np.ndarray:
-        """Relation features for a batch, articles from the cache."""
+        """Relation features for a batch (rows in `features_.feature_names_` order)."""
         prepared = CommentPreprocessor().transform(X)
-        features = self.features_
-        rows = [
-            features.row(features.side(text), *self._article(title, body))
-            for text, title, body in zip(prepared.text, prepared.title, prepared.body, strict=True)
-        ]
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(features.feature_names_))
+        return self.features_.rows(prepared.text, self.article_sides(prepared))
 
     def relations(self, X: Any, features: np.ndarray | None = None) -> Relations:
         """Relations of a batch (canonical DataFrame or PreparedComments)."""

@@ -57,6 +57,7 @@ def _as_input(request: ScoreRequest) -> CommentInput:
         text=request.comment.text,
         article_title=article.title if article else None,
         article_text=article.text if article else None,
+        article_key=f"{request.site or ''}/{article.id}" if article and article.id else None,
     )
 
 
