@@ -6,7 +6,6 @@ functions; none of them knows HTTP beyond the shapes in serving.services.schemas
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -240,7 +239,7 @@ async def audit_from_loop(service: Service, store: Store | None, entries: Sequen
         _audit_failed(service, len(entries), None)
         return
     try:
-        await asyncio.wrap_future(store.submit_audit(entries))
+        await store.submit_audit_from_loop(entries)
     except StoreError as exc:
         _audit_failed(service, len(entries), exc)
         return

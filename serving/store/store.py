@@ -8,6 +8,7 @@ record that is on disk.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -165,6 +166,10 @@ class Store:
     def submit_audit(self, entries: Sequence[AuditEntry]) -> Future[list[int]]:
         """Queue decisions for the audit log; the future resolves once they are committed (on disk)."""
         return self._audit.submit(list(entries))
+
+    def submit_audit_from_loop(self, entries: Sequence[AuditEntry]) -> asyncio.Future[list[int]]:
+        """`submit_audit` for a coroutine on the running event loop: await the returned future."""
+        return self._audit.submit_from_loop(list(entries))
 
     def record_audit(self, entries: Sequence[AuditEntry]) -> list[int]:
         """Log scoring decisions; returns once they are committed (on disk)."""
