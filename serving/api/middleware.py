@@ -6,12 +6,14 @@ Also the JSON log format: one object per line, with the request id of the reques
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
+import secrets
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +39,34 @@ current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 # Fields of the access line that the JSON format writes as fields of their own.
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+_REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.encode("latin-1")
+# Children of the labelled metrics kept per (route, method, status): `labels()` costs a few µs a call.
+_MAX_CACHED_LABELS = 1024
+
+
+class RequestIds:
+    """Request ids: 32 hex digits, a random half chosen once per process and a counter.
+
+    uuid4() read the OS's random source on every request, and that system call releases the GIL:
+    under load the audit writer thread took it each time and the request waited for it back. Ids
+    only need to be unique (they name a request in the logs), not unguessable.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        """A new id; a forked worker draws its own random half."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._prefix = secrets.token_hex(8)
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+request_ids = RequestIds()
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -72,14 +102,15 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.known_routes = frozenset(known_routes)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        supplied = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        supplied = _header(scope, _REQUEST_ID_HEADER_RAW)
+        request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else request_ids.next()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context_token = current_request_id.set(request_id)
@@ -119,29 +150,49 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = self._route(scope)
-            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
-            self.metrics.request_seconds.labels(route=route).observe(elapsed)
+            method = scope["method"]
+            count, seconds = self._metrics_for(route, method, status)
+            count.inc()
+            seconds.observe(elapsed)
             duration_ms = round(elapsed * 1000, 1)
             # The peer's address, or the reader's when uvicorn trusts the proxy in front (proxy headers).
             client = scope.get("client")
             client_host = client[0] if client else "-"
-            access_logger.info(
-                "%s %s %d %.1fms request_id=%s client=%s",
-                scope["method"],
-                route,
-                status,
-                duration_ms,
-                request_id,
-                client_host,
-                extra={
-                    "client": client_host,
-                    "method": scope["method"],
-                    "path": route,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                # makeRecord + handle is what Logger.info does, less finding the caller's file and
+                # line by walking the stack (no format shows them for this line).
+                access_logger.handle(
+                    access_logger.makeRecord(
+                        access_logger.name,
+                        logging.INFO,
+                        __file__,
+                        0,
+                        "%s %s %d %.1fms request_id=%s client=%s",
+                        (method, route, status, duration_ms, request_id, client_host),
+                        None,
+                        extra={
+                            "client": client_host,
+                            "method": method,
+                            "path": route,
+                            "status": status,
+                            "duration_ms": duration_ms,
+                        },
+                    )
+                )
             current_request_id.reset(context_token)
+
+    def _metrics_for(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(route=route, method=method, status=str(status)),
+                self.metrics.request_seconds.labels(route=route),
+            )
+            # Routes are templates and statuses few; methods are whatever clients send, so bounded.
+            if len(self._children) < _MAX_CACHED_LABELS:
+                self._children[key] = children
+        return children
 
     def _route(self, scope: Scope) -> str:
         # The route template, never the raw path: bounded label values and nothing user-typed.
@@ -207,6 +258,14 @@ class BodyLimitMiddleware:
             if response_started:
                 raise
             await self.too_large_for_path(path, limit)(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """A request header's value ('' when absent), read from the raw list (names are lower-case in ASGI)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _exceeds(content_length: str, limit: int) -> bool:

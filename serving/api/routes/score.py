@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from serving.api.deps import (
     CallerDep,
     ModelDep,
     OptionalStoreDep,
+    ScoringDep,
     ServiceDep,
     enforce_rate_limit,
     require_api_key,
@@ -55,21 +56,18 @@ _ERRORS = error_responses(
     },
 )
 
-router = APIRouter(tags=["scoring"], dependencies=[Depends(require_api_key)], responses=_ERRORS)
+# The API key is checked by each route's own dependencies: /v1/score takes it with the model and the
+# store in one (ScoringDep), the batch by require_api_key.
+router = APIRouter(tags=["scoring"], responses=_ERRORS)
+# ScoreResponse as JSON bytes, straight from pydantic's serializer (see `score`).
+_SCORE_JSON = TypeAdapter(ScoreResponse)
 
 
 @router.post(SCORE_PATH, response_model=ScoreResponse, summary="Score one comment against its article")
-async def score(
-    request: ScoreRequest,
-    http_request: Request,
-    service: ServiceDep,
-    caller: CallerDep,
-    loaded: ModelDep,
-    store: OptionalStoreDep,
-    background: BackgroundTasks,
-) -> ScoreResponse:
+async def score(request: ScoreRequest, context: ScoringDep) -> Response:
     """Label, scores, action, reasons and spans for one comment."""
-    enforce_rate_limit(http_request, service, caller, request.site)
+    service, loaded, store = context.service, context.loaded, context.store
+    enforce_rate_limit(context.request, service, context.caller, request.site)
     error = text_too_long(request, service.settings.max_text_chars)
     if error is not None:
         raise error
@@ -87,11 +85,23 @@ async def score(
         response.reasons.append(article_reason)
     # Committed before answering: the decision is in the audit log when the CMS acts on it.
     await audit_from_loop(service, store, [audit_entry(request, response, "score")])
+    background = BackgroundTasks()
     shadow_after(background, service, store, [request], [response], "score")
-    return response
+    # The response was validated once, when _score_one built it: returned as a model, FastAPI would
+    # validate it again against response_model (kept for the OpenAPI document) before dumping it.
+    return Response(
+        _SCORE_JSON.dump_json(response),
+        media_type="application/json",
+        background=background if background.tasks else None,
+    )
 
 
-@router.post(BATCH_PATH, response_model=BatchResponse, summary="Score many comments in one call")
+@router.post(
+    BATCH_PATH,
+    response_model=BatchResponse,
+    summary="Score many comments in one call",
+    dependencies=[Depends(require_api_key)],
+)
 def score_batch(
     body: BatchRequest,
     http_request: Request,
