@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -89,6 +90,7 @@ class ServiceMetrics:
             ["label", "action"],
             registry=self.registry,
         )
+        self._decision_children: dict[tuple[str, str], Any] = {}
         self._model_info: Info | None = None
         self._model_info_gauge: Gauge | None = None
         self._serving: tuple[str, str] | None = None
@@ -143,6 +145,16 @@ class ServiceMetrics:
             "Scored comments whose audit record could not be written (the score was answered anyway).",
             registry=self.registry,
         )
+
+    def count_decision(self, label: str, action: str) -> None:
+        """Count one scored comment (the labelled child is kept: `labels()` costs a few µs a call,
+        and the model's labels times three actions is a handful of children)."""
+        child = self._decision_children.get((label, action))
+        if child is None:
+            child = self._decision_children[(label, action)] = self.decisions.labels(
+                label=label, action=action
+            )
+        child.inc()
 
     def set_model(self, name: str, version: str) -> None:
         """Record which model serves now."""

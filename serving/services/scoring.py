@@ -87,7 +87,7 @@ def _response_fields(
             trusted_author=True,
         )
         lowered_by = trusted_reason
-    service.metrics.decisions.labels(label=scored.label, action=decision.decided_action).inc()
+    service.metrics.count_decision(scored.label, decision.decided_action)
     reasons = [ReasonOut(kind=r.kind, detail=r.detail, weight=r.weight) for r in scored.reasons]
     if lowered_by is not None:
         reasons.append(ReasonOut(kind="policy", detail=f"{lowered_by}: reject lowered to review", weight=1.0))
