@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from training.bench.flame import PY_SPY_INSTALL, Profile, Recorder, py_spy_path, write_summary
 from training.bench.loadgen import CLOSED, OPEN, run_in_subprocess
 from training.bench.report import Goal, Section, measured_on, missed_by
 
@@ -38,6 +39,16 @@ CLOSED_SECONDS = 10.0
 WARMUP_SECONDS = 2.0
 OPEN_RATE = 100.0
 OPEN_SECONDS = 20.0
+# The issue's goals: /v1/score at >= 35 % of the bare endpoint's throughput, p99 <= 10 ms at 100/s.
+THROUGHPUT_GOAL = 0.35
+P99_GOAL_MS = 10.0
+# A third closed-loop run with py-spy attached (sampling slows the server: the figures above come
+# from the runs without it).
+PROFILE_SECONDS = 10.0
+FLAME_SVG = Path("experiments/flame_v1_score.svg")
+PROFILE_NOW = Path("experiments/http_profile.json")
+PROFILE_BEFORE = Path("experiments/http_profile_before.json")
+TOP_FUNCTIONS = 12
 WRK_INSTALL = "apt-get install -y wrk"
 WRK_LUA = r"""
 local bodies = {
@@ -151,11 +162,15 @@ def child_pids(pid: int) -> list[int]:
 class ServerProcess:
     """A server on loopback in a child process: started, waited for, measured, stopped."""
 
-    def __init__(self, command: Sequence[str], port: int, env: dict[str, str], log_path: Path):
+    def __init__(
+        self, command: Sequence[str], port: int, env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ):
         self.command = list(command)
         self.port = port
         self.env = env
         self.log_path = log_path
+        # Another checkout to serve the app from (the code before a change), else this one.
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -175,7 +190,9 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.started_at = time.perf_counter()
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd
+            )
         return self
 
     def wait_ready(self, path: str = "/readyz", timeout: float = 120.0) -> float:
@@ -326,14 +343,30 @@ def closed_loop(
 # --- the section --------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(
-    app: str, bundle: Path, bodies: list[bytes], headers: dict[str, str], with_open_loop: bool, workdir: Path
+    app: str,
+    bundle: Path,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    with_open_loop: bool,
+    workdir: Path,
+    profile: bool = False,
+    code: Path | None = None,
 ) -> dict[str, Any]:
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="state-", dir=workdir))
     name = app.split(":")[-1]
     server = ServerProcess(
-        uvicorn_command(app, port), port, server_env(bundle, state), workdir / f"{name}.log"
+        uvicorn_command(app, port), port, server_env(bundle, state), workdir / f"{name}.log", cwd=code
     )
     with server:
         ready_seconds = server.wait_ready()
@@ -349,9 +382,33 @@ def _measure(
                 url, bodies, mode=OPEN, rate=OPEN_RATE, seconds=OPEN_SECONDS, headers=list(headers.items())
             )
         print(f"http: {name} closed loop, {CLOSED_CONNECTIONS} connections, {CLOSED_SECONDS:g} s", flush=True)
+        used = cpu_seconds(server.pid)
         result["closed"] = closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, CLOSED_SECONDS)
+        served = result["closed"]["ok"]
+        result["cpu_ms_per_request"] = 1000 * (cpu_seconds(server.pid) - used) / served if served else None
+        if profile:
+            result["profile"] = profile_under_load(server.pid, url, bodies, headers, workdir)
         result["rss_mb_after"] = server.tree_rss_mb()
     return result
+
+
+def profile_under_load(
+    pid: int, url: str, bodies: list[bytes], headers: dict[str, str], workdir: Path
+) -> Profile | str:
+    """py-spy on the server under the closed loop for PROFILE_SECONDS: its samples, or why there are none."""
+    if py_spy_path() is None:
+        return f"py-spy not found (install it with `{PY_SPY_INSTALL}`, or `make install`)"
+    print(f"http: py-spy on pid {pid} under closed-loop load for {PROFILE_SECONDS:g} s", flush=True)
+    try:
+        recorder = Recorder(pid, PROFILE_SECONDS, workdir / "py-spy.txt")
+        # Let py-spy attach first, so every sample is taken under load.
+        time.sleep(1.0)
+        closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, PROFILE_SECONDS)
+        raw = recorder.finish()
+    except (OSError, RuntimeError) as exc:
+        # Attaching needs ptrace rights (root, or CAP_SYS_PTRACE / kernel.yama.ptrace_scope=0).
+        return f"py-spy could not sample the server: {exc}"
+    return Profile.read(raw, {"py_spy": recorder.describe(), "load_seconds": PROFILE_SECONDS})
 
 
 def _ms(value: float | None) -> str:
@@ -359,7 +416,7 @@ def _ms(value: float | None) -> str:
 
 
 def http_section(bundle: Path) -> Section:
-    """Max throughput of /v1/score vs a bare endpoint (ratio); /v1/score latency at a fixed rate."""
+    """Max throughput of /v1/score vs a bare endpoint (ratio), its latency at a fixed rate, its profile."""
     title = "HTTP: /v1/score against a bare FastAPI endpoint"
     stamp = measured_on()
     bodies = score_bodies()
@@ -367,7 +424,7 @@ def http_section(bundle: Path) -> Section:
     generator = "wrk (1 thread)" if wrk_available() else "the Python generator (training.bench.loadgen)"
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
-        raqib = _measure(RAQIB_APP, bundle, bodies, headers, True, workdir)
+        raqib = _measure(RAQIB_APP, bundle, bodies, headers, True, workdir, profile=True)
         bare = _measure(BARE_APP, bundle, bodies, headers, False, workdir)
     raqib_rps = raqib["closed"]["throughput_rps"]
     bare_rps = bare["closed"]["throughput_rps"]
@@ -376,15 +433,15 @@ def http_section(bundle: Path) -> Section:
     errors = fixed["errors"] + raqib["closed"]["errors"]
     goals = [
         Goal(
-            "/v1/score max throughput vs bare FastAPI endpoint",
+            "/v1/score max throughput vs bare FastAPI endpoint (audit on, API key on)",
             f"{ratio:.0%} ({raqib_rps:,.0f} vs {bare_rps:,.0f} requests/s)",
-            "≥ 50 %",
-            missed_by(100 * ratio, 50, " points", higher_is_better=True),
+            f"≥ {THROUGHPUT_GOAL:.0%}",
+            missed_by(100 * ratio, 100 * THROUGHPUT_GOAL, " points", higher_is_better=True),
         ),
         Goal(
             f"/v1/score p99 at {OPEN_RATE:g} requests/s (open loop)",
             f"{_ms(fixed['p99_ms'])} (p50 {_ms(fixed['p50_ms'])}), {fixed['errors']} errors",
-            "p99 ≤ 10 ms, 0 errors",
+            f"p99 ≤ {P99_GOAL_MS:g} ms, 0 errors",
             _p99_verdict(fixed),
         ),
     ]
@@ -405,7 +462,10 @@ def http_section(bundle: Path) -> Section:
         "article's title and text, sent in turn, with `Authorization: Bearer`. Loopback only.",
         "",
         f"- Max throughput: closed loop, {CLOSED_CONNECTIONS} keep-alive connections, {CLOSED_SECONDS:g} s "
-        f"after a {WARMUP_SECONDS:g} s warm-up, generated by {generator}{no_wrk}; only 2xx answers count.",
+        f"after a {WARMUP_SECONDS:g} s warm-up, generated by {generator}{no_wrk}; only 2xx answers count. "
+        "Server CPU per request: the server process's user + system CPU time over that run (all its "
+        "threads), divided by the answers; it counts work the throughput hides when the load generator "
+        "and another process share the cores.",
         f"- Latency: open loop at a fixed {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s "
         "(training.bench.loadgen: send times fixed in advance, latency measured from the scheduled send "
         "time, so a stall is not hidden by the client waiting), before the closed-loop run.",
@@ -416,6 +476,8 @@ def http_section(bundle: Path) -> Section:
         f"| latency under max load, p50 / p99 | {_ms(raqib['closed']['p50_ms'])} / "
         f"{_ms(raqib['closed']['p99_ms'])} | {_ms(bare['closed']['p50_ms'])} / "
         f"{_ms(bare['closed']['p99_ms'])} | — |",
+        f"| server CPU per answered request | {_ms(raqib['cpu_ms_per_request'])} | "
+        f"{_ms(bare['cpu_ms_per_request'])} | — |",
         f"| errors under max load | {raqib['closed']['errors']} | {bare['closed']['errors']} | — |",
         f"| server RSS after the runs | {raqib['rss_mb_after']:.0f} MB | {bare['rss_mb_after']:.0f} MB | — |",
         "",
@@ -430,6 +492,9 @@ def http_section(bundle: Path) -> Section:
     lines += generator_lag_warning(fixed)
     if errors:
         lines += ["", f"Errors seen: open loop {fixed['statuses']}, closed loop {raqib['closed']}."]
+    profile = raqib.pop("profile")
+    before = read_profile_summary(PROFILE_BEFORE)
+    lines += ["", *profile_lines(profile, before)]
     figures = {
         "raqib": raqib,
         "bare": bare,
@@ -438,7 +503,86 @@ def http_section(bundle: Path) -> Section:
         "open_p99_ms": fixed["p99_ms"],
         "open_errors": fixed["errors"],
     }
+    if isinstance(profile, Profile):
+        figures["profile_parts"] = {row["part"]: row["share"] for row in profile.summary()["parts"]}
     return Section("http", title, lines, goals, figures)
+
+
+def read_profile_summary(path: Path) -> dict[str, Any] | None:
+    """A committed profile summary (the 'before'), or None when there is none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _before_figures(before: dict[str, Any]) -> list[str]:
+    """The before's own measures (same protocol, same bundle, its own run), when it has them."""
+    rps = before.get("throughput_rps")
+    if rps is None:
+        return []
+    p99 = before.get(f"open_p99_ms_at_{OPEN_RATE:g}")
+    return [
+        f"Measured with it, by the same protocol: max throughput {rps:,.0f} requests/s, server CPU "
+        f"{_ms(before.get('cpu_ms_per_request'))} per request, p99 {_ms(p99)} at {OPEN_RATE:g} requests/s.",
+        "",
+    ]
+
+
+def profile_lines(profile: Profile | str, before: dict[str, Any] | None) -> list[str]:
+    """The 'where the time goes' block: parts before and now, the top functions, the flame graph."""
+    lines = ["### Where /v1/score's time goes (py-spy under load)", ""]
+    if isinstance(profile, str):
+        return [*lines, f"Not profiled: {profile}."]
+    summary = profile.summary(TOP_FUNCTIONS)
+    summary["measured_on"] = measured_on()
+    write_summary(summary, PROFILE_NOW)
+    profile.write_svg(FLAME_SVG, f"/v1/score under closed-loop load ({CLOSED_CONNECTIONS} connections)")
+    lines += [
+        "Protocol: after the runs above, the same server under the same closed loop for "
+        f"{PROFILE_SECONDS:g} s with `{summary['py_spy']}` attached (sampling slows it, so no figure "
+        "above comes from this run). "
+        "`--gil` keeps the samples of whichever thread holds the GIL: the Python work this one worker "
+        "process serialises, where throughput is lost. Waits with the GIL released (the disk's fsync, "
+        "SQLite's own C code, socket writes) are not in the samples; the CPU per request above counts "
+        "them. Each sample is given to one part, the first in the table's order whose functions are on "
+        "its stack (training/bench/flame.py, PARTS), so a column adds up to 100 %.",
+        "",
+        f"Flame graph of these samples, coloured by part: [{FLAME_SVG.name}]({FLAME_SVG.name}) "
+        f"({summary['samples']:,} samples; the summary is in {PROFILE_NOW.name}).",
+        "",
+    ]
+    now_parts = {row["part"]: row["share"] for row in summary["parts"]}
+    before_parts = {row["part"]: row["share"] for row in (before or {}).get("parts", [])}
+    if before is not None:
+        lines += [
+            f"Before: {before.get('about', 'the request path before issue 18')} "
+            f"({before.get('samples', 0):,} samples, {before.get('measured_on', 'date unknown')}; "
+            f"{PROFILE_BEFORE.name}).",
+            "",
+            *_before_figures(before),
+            "| part of the work | share of samples, before | now |",
+            "|---|---|---|",
+        ]
+        order = sorted(set(now_parts) | set(before_parts), key=lambda p: -now_parts.get(p, 0.0))
+        lines += [f"| {p} | {_share(before_parts.get(p))} | {_share(now_parts.get(p))} |" for p in order]
+    else:
+        lines += ["| part of the work | share of samples |", "|---|---|"]
+        lines += [f"| {p} | {_share(s)} |" for p, s in now_parts.items()]
+    lines += [
+        "",
+        f"Top {TOP_FUNCTIONS} functions by samples on top of the stack (their own code), now:",
+        "",
+        "| function | share of samples |",
+        "|---|---|",
+        *[f"| `{row['function']}` | {_share(row['share'])} |" for row in summary["top_self"]],
+    ]
+    return lines
 
 
 def generator_lag_warning(summary: dict[str, Any], limit_ms: float = 2.0) -> list[str]:
@@ -458,8 +602,52 @@ def _p99_verdict(summary: dict[str, Any]) -> str:
     problems = []
     if summary["p99_ms"] is None:
         problems.append("no successful request")
-    elif (latency := missed_by(summary["p99_ms"], 10.0, " ms")) != "met":
+    elif (latency := missed_by(summary["p99_ms"], P99_GOAL_MS, " ms")) != "met":
         problems.append(latency)
     if summary["errors"]:
         problems.append(f"{summary['errors']} errors (goal 0)")
     return "; ".join(problems) if problems else "met"
+
+
+def record_profile(bundle: Path, out: Path, about: str, code: Path | None = None) -> dict[str, Any]:
+    """The section's /v1/score measures and profile for one checkout (`code`: another one), as a summary.
+
+    What `--profile-only` writes: the committed 'before' is this, made on the code before a change.
+    """
+    bodies = score_bodies()
+    headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        measured = _measure(RAQIB_APP, bundle, bodies, headers, True, Path(tmp), profile=True, code=code)
+    profile = measured.pop("profile")
+    if isinstance(profile, str):
+        raise RuntimeError(profile)
+    summary = {
+        "about": about,
+        "measured_on": measured_on(),
+        "bundle": str(bundle),
+        "throughput_rps": measured["closed"]["throughput_rps"],
+        "cpu_ms_per_request": measured["cpu_ms_per_request"],
+        f"open_p99_ms_at_{OPEN_RATE:g}": measured["open"]["p99_ms"],
+        **profile.summary(TOP_FUNCTIONS),
+    }
+    write_summary(summary, out)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m training.bench.http --profile-only`: measure and profile /v1/score alone, to a JSON file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.bench.http", description=main.__doc__)
+    parser.add_argument("--profile-only", action="store_true", required=True)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--code", type=Path, help="Serve the app from this checkout (default: this one).")
+    parser.add_argument("--about", required=True, help="What code this is, for the report.")
+    parser.add_argument("-o", "--out", type=Path, default=PROFILE_BEFORE)
+    args = parser.parse_args(argv)
+    summary = record_profile(args.bundle.resolve(), args.out, args.about, args.code)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("top_self", "top_inclusive")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
