@@ -319,6 +319,24 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         j = self.topics_.tfidf_.vocabulary_.get(word)
         return j is None or bool(self.topics_.article_df_[j] < self.rare_df)
 
+    def _word_facts(self, word: str) -> tuple[float, bool]:
+        """A topical word's article document frequency (0 when unknown) and whether it is rare
+        (`_is_rare`), memoised per word (a per-process memo, not model state)."""
+        memo: dict[str, tuple[float, bool]] | None = self.__dict__.get("_facts")
+        if memo is None or len(memo) > 200_000:
+            memo = self.__dict__["_facts"] = {}
+        found = memo.get(word)
+        if found is None:
+            j = self.topics_.tfidf_.vocabulary_.get(word)
+            df = float(self.topics_.article_df_[j]) if j is not None else 0.0
+            found = memo[word] = (df, self._is_rare(word))
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = dict(super().__getstate__())
+        state.pop("_facts", None)
+        return state
+
     def _overlap(self, c: _Side, a: _Side) -> list[float]:
         """Rare words (names) and numbers the comment shares with the article."""
         if c.rare is None:  # the comment's rare words, once per comment
@@ -463,15 +481,16 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         if "esa" in self.families_:
             wanted = np.flatnonzero(related) if related is not None else np.arange(len(texts))
             esa = self.topics_.concept_rows(topic.take(wanted), self.esa_top).spread(wanted, len(texts))
-        adf, tvoc = self.topics_.article_df_, self.topics_.tfidf_.vocabulary_
+        facts = self._word_facts
         only = np.zeros((len(texts), 4))
+        rare: list[frozenset[str]] = []
         for i, (text, ws) in enumerate(zip(texts, words, strict=True)):
-            dfs = [adf[j] if j is not None else 0.0 for j in map(tvoc.get, ws)]
+            dfs = [facts(w)[0] for w in ws]
             only[i, 0] = sum(dfs) / len(dfs) if dfs else 1.0  # 1.0 = no topical word at all
             only[i, 1] = float(sum(1 for d in dfs if d < self.rare_df))
             only[i, 2] = math.log1p(len(text.split()))
+            rare.append(frozenset(w for w in ws if facts(w)[1]))
         only[:, 3] = self.topics_.specificity_rows(topic)
-        distinct = [set(ws) for ws in words]
         return CommentBlock(
             words=words,
             char=char,
@@ -480,8 +499,8 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
             lsa=lsa,
             esa=esa,
             comment_only=only,
-            rare=[frozenset(w for w in ws if self._is_rare(w)) for ws in distinct],
-            numbers=[frozenset(w for w in ws if w.startswith("#")) for ws in distinct],
+            rare=rare,
+            numbers=[frozenset(w for w in ws if w.startswith("#")) for ws in words],
             latin=np.array([dominant_script(t) in ("latin", "mixed") for t in texts], dtype=bool),
         )
 

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import TruncatedSVD
 
-from serving.features.sparse_rows import Rows, spans
+from serving.features.sparse_rows import Rows
 from serving.text.normalize import MASK_TOKENS
 from serving.text.tokens import STOPWORDS, light_stem
 
@@ -199,7 +199,7 @@ class Tfidf:
             for i, text in enumerate(texts):
                 found = [self._word_ids(w) for w in text.split()]
                 parts.extend(found)
-                lengths[i] = sum(len(x) for x in found)
+                lengths[i] = sum(map(len, found))
         width = len(self.vocabulary_)
         if not lengths.sum():
             return Rows.empty(len(texts), width)
@@ -345,6 +345,7 @@ class TopicSpace(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = dict(super().__getstate__())
         state.pop("_word_directions", None)
+        state.pop("_threads_by_word_m", None)
         return state
 
     def specificity(self, vec: tuple[np.ndarray, np.ndarray]) -> float:
@@ -383,17 +384,10 @@ class TopicSpace(TransformerMixin, BaseEstimator):
 
     def concept_rows(self, tfidf: Rows, top: int = 100) -> Rows:
         """`concepts` of every TF-IDF row: unit rows over the corpus threads, each its `top` best."""
-        m = self.doc_tfidf_
-        n, width = len(tfidf), m.shape[0]
-        # every (row, thread) contribution of every word, straight from the CSC arrays, summed in
-        # the order `_doc_sims` sums them
-        starts, ends = m.indptr[tfidf.indices], m.indptr[tfidf.indices + 1]
-        lengths = ends - starts
-        positions = spans(starts, lengths)
-        owner = np.repeat(tfidf.owner(), lengths)
-        values = m.data[positions] * np.repeat(tfidf.data, lengths)
-        sims = np.bincount(owner * width + m.indices[positions], weights=values, minlength=n * width)
-        sims = sims.reshape(n, width)
+        n, width = len(tfidf), self.n_concepts
+        # One sparse product sums every word's contribution to every thread in C, word by word in
+        # column order as `_doc_sims` does.
+        sims = np.asarray((tfidf.to_csr() @ self._threads_by_word()).toarray())
         k = min(top, width)
         if k < width:
             chosen = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -405,6 +399,16 @@ class TopicSpace(TransformerMixin, BaseEstimator):
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(keep.sum(axis=1), out=indptr[1:])
         return Rows(indptr, chosen[keep].astype(np.int64), picked[keep], width).normalized()
+
+    def _threads_by_word(self) -> sp.csr_matrix:
+        """The corpus threads' TF-IDF as (words × threads) float64 rows (~8 MB for 2,000 threads),
+        made on first use and kept out of the pickle: a batch's cosines with every thread are one
+        sparse product."""
+        matrix: sp.csr_matrix | None = self.__dict__.get("_threads_by_word_m")
+        if matrix is None:
+            matrix = sp.csr_matrix(self.doc_tfidf_.T, dtype=np.float64)
+            self.__dict__["_threads_by_word_m"] = matrix
+        return matrix
 
     def background(self, lsa: np.ndarray) -> np.ndarray:
         """Cosine of a unit LSA vector with every corpus article."""

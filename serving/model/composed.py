@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from serving.features.prepare import CommentPreprocessor
 from serving.schema import OFF_TOPIC, ON_TOPIC
 
 
@@ -134,6 +135,9 @@ class ComposedClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Base probabilities with every head applied, then the relevance rule (rows × classes_)."""
+        # Normalised once: the base, each head and the relevance component all read the same
+        # PreparedComments (each Pipeline's preprocessing step passes it through).
+        X = CommentPreprocessor().transform(X)
         labels = tuple(str(c) for c in self.classes_)
         combined = apply_heads(np.asarray(self.base.predict_proba(X)), labels, self.head_probabilities(X))
         if self.relevance is not None:

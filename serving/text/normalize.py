@@ -330,9 +330,15 @@ ARABIC_RANGE = re.compile(r"[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdf
 LATIN_RANGE = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 
+_ARABIC_RUN = re.compile(ARABIC_RANGE.pattern + "+")
+_LATIN_RUN = re.compile(LATIN_RANGE.pattern + "+")
+
+
 def script_profile(text: str) -> tuple[int, int]:
     """Count of Arabic-script and Latin-script letters in a text."""
-    return len(ARABIC_RANGE.findall(text or "")), len(LATIN_RANGE.findall(text or ""))
+    # Runs, not single letters: one match per word instead of one per letter (same counts).
+    text = text or ""
+    return sum(map(len, _ARABIC_RUN.findall(text))), sum(map(len, _LATIN_RUN.findall(text)))
 
 
 def dominant_script(text: str) -> str:

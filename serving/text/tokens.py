@@ -35,11 +35,26 @@ def light_stem(token: str) -> str:
     return token
 
 
+_CONTENT_FORMS: dict[str, str] = {}  # token → its stem, '' for a token that is not content
+_MAX_FORMS = 200_000
+
+
+def _content_form(token: str) -> str:
+    if len(token) < 2 or token in STOPWORDS or token in MASK_TOKENS or token.isdigit():
+        return ""
+    return light_stem(token)
+
+
 def content_tokens(normalized: str) -> list[str]:
     """Topical tokens of normalised text: no stopwords, masks or digits, lightly stemmed."""
+    forms = _CONTENT_FORMS
+    if len(forms) > _MAX_FORMS:  # a memo of the words seen, bounded
+        forms.clear()
     out = []
     for token in _TOKEN.findall(normalized):
-        if len(token) < 2 or token in STOPWORDS or token in MASK_TOKENS or token.isdigit():
-            continue
-        out.append(light_stem(token))
+        form = forms.get(token)
+        if form is None:
+            form = forms[token] = _content_form(token)
+        if form:
+            out.append(form)
     return out

@@ -19,6 +19,7 @@ import numpy as np
 
 from training.bench.quality import PUBLIC_BUILD, champion_split
 from training.bench.report import Goal, Section, measured_on, skipped
+from training.bench.stages import stage_seconds
 from training.data.contract import LabeledRecord
 
 FASTTEXT_SETTINGS: dict[str, Any] = {
@@ -75,51 +76,6 @@ def _best_of(repeats: int, run: Any) -> float:
     return statistics.median(timings)
 
 
-def _stage_seconds(model: Any, items: Sequence[Any]) -> dict[str, float]:
-    """Seconds per stage for one pass over `items`: the normaliser, each feature block and classifier of
-    the base and of every label head, and the relevance component (its features with the article side
-    cached per article, then its classifiers) — every part `ModerationModel.score` runs."""
-    from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
-
-    rows = [item.as_row() for item in items]
-    pipeline = model.pipeline
-    base = getattr(pipeline, "base", pipeline)
-    started = time.perf_counter()
-    prepared = base.named_steps[PREPROCESS_STEP].transform(rows)
-    stages = {"normalise": time.perf_counter() - started}
-    parts = [("base", base)] + [
-        (f"head[{label}]", head) for label, head in (getattr(pipeline, "heads", None) or {}).items()
-    ]
-    for part, part_pipeline in parts:
-        steps = part_pipeline.named_steps
-        union = steps[FEATURES_STEP]
-        # A head's blocks sit inside its cross-source scaling: time them, then the scaling on top.
-        inner = getattr(union, "features", union)
-        blocks_seconds = 0.0
-        for name, block in getattr(inner, "transformer_list", [("all", inner)]):
-            started = time.perf_counter()
-            block.transform(prepared)
-            stages[f"{part}.features.{name}"] = elapsed = time.perf_counter() - started
-            blocks_seconds += elapsed
-        started = time.perf_counter()
-        matrix = union.transform(prepared)
-        if inner is not union:
-            stages[f"{part}.features.scaling"] = max(time.perf_counter() - started - blocks_seconds, 0.0)
-        started = time.perf_counter()
-        steps[CLASSIFIER_STEP].predict_proba(matrix)
-        stages[f"{part}.classifier"] = time.perf_counter() - started
-    relevance = getattr(pipeline, "relevance", None)
-    if relevance is not None:
-        # The article side is computed once per article (the component's cache), as in serving.
-        started = time.perf_counter()
-        features = relevance.feature_rows(prepared)
-        stages["relevance.features"] = time.perf_counter() - started
-        started = time.perf_counter()
-        relevance.relations(prepared, features)
-        stages["relevance.classifier"] = time.perf_counter() - started
-    return stages
-
-
 def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC_BUILD) -> Section:
     """Throughput ratio (one thread) and frozen-set macro-F1 of the champion and of fastText."""
     title = "Speed and quality side by side: Raqib vs fastText"
@@ -170,7 +126,7 @@ def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC
         fasttext_seconds = _best_of(REPEATS, fasttext_scores)
         explained_seconds = _best_of(1, raqib_explained)
         probabilities = model.predict_proba(items)
-        stages = _stage_seconds(model, items)
+        stages = stage_seconds(model, items)
     raqib_pred = [model.labels[k] for k in np.argmax(probabilities, axis=1)]
     fasttext_pred = _fasttext_predict(ft_model, frozen)
     raqib_f1 = float(f1_score(truth, raqib_pred, labels=labels, average="macro"))
@@ -192,17 +148,18 @@ def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC
         "split_matches_champion": split.train_matches and split.frozen_matches,
         "raqib_stage_seconds": stages,
     }
-    verdict = "met" if ratio >= 1.0 else f"missed: fastText is {1 / ratio:.1f}× faster"
+    # Issue 18's step on the way to 1.0×: half of fastText's throughput.
+    verdict = "met" if ratio >= 0.5 else f"missed: fastText is {1 / ratio:.1f}× faster (goal: 2×)"
     if raqib_f1 <= fasttext_f1:
         verdict += f"; macro-F1 NOT better ({raqib_f1:.3f} vs {fasttext_f1:.3f})"
-    elif ratio < 1.0:
+    elif ratio < 0.5:
         verdict += f" (macro-F1 better by {raqib_f1 - fasttext_f1:.3f})"
     goals = [
         Goal(
             "batch throughput vs fastText (1 thread), at better macro-F1",
             f"{ratio:.2f}× ({raqib_cps:,.0f} vs {fasttext_cps:,.0f} comments/s); "
             f"macro-F1 {raqib_f1:.3f} vs {fasttext_f1:.3f}",
-            "≥ 1.0× at better macro-F1",
+            "≥ 0.5× at better macro-F1 (issue 18; 1.0× after)",
             verdict,
         )
     ]

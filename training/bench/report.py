@@ -25,6 +25,7 @@ SECTION_ORDER = (
     "abuse",
     "relevance",
     "fasttext",
+    "stages",
     "latency",
     "http",
     "training",
