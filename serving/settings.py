@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var")
     require_auth_for_health: bool = False
     max_text_chars: int = Field(default=10_000, gt=0)
+    # Article-side features kept per model (serving/features/article_cache.py): at most this many
+    # articles and about this many MB; 0 entries computes every article afresh on every call.
+    article_cache_entries: int = Field(default=4096, ge=0)
+    article_cache_mb: float = Field(default=128.0, ge=0)
     max_batch_items: int = Field(default=1000, gt=0)
     max_body_bytes: int = Field(default=65_536, gt=0)
     max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)

@@ -144,7 +144,9 @@ class ModerationModel:
         self.version = str(self.metadata.get("version", "dev"))
 
     @classmethod
-    def from_bundle(cls, bundle_dir: str | Path) -> ModerationModel:
+    def from_bundle(
+        cls, bundle_dir: str | Path, article_cache: ArticleCache | None = None
+    ) -> ModerationModel:
         """Load a bundle directory, verifying the pickle's sha256 before unpickling it."""
         import joblib
 
@@ -165,7 +167,7 @@ class ModerationModel:
             raise BundleError(f"cannot unpickle {model_path}: {exc.__class__.__name__}: {exc}") from None
         if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
             raise BundleError(f"{model_path} is not a classifier pipeline")
-        return cls(pipeline, metadata)
+        return cls(pipeline, metadata, article_cache)
 
     # --- scoring -------------------------------------------------------------------------------
 

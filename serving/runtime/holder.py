@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from serving.features.article_cache import ArticleCache
 from serving.model.bundle import BundleError, read_bundle_metadata
 from serving.model.moderation import CommentInput, ModerationModel
 from serving.runtime.loaded import LoadedModel, ShadowSlot
@@ -34,6 +35,11 @@ class ModelHolder:
         self.load_error: str | None = None
         self.shadow_tracker = ShadowTracker()
 
+    def _article_cache(self) -> ArticleCache:
+        """A new model's own article cache, sized by the settings."""
+        settings = self._settings
+        return ArticleCache(settings.article_cache_entries, int(settings.article_cache_mb * 1024 * 1024))
+
     @property
     def current(self) -> LoadedModel | None:
         """The model serving now (None until one has loaded)."""
@@ -51,7 +57,7 @@ class ModelHolder:
             self._load_shadow()
             try:
                 bundle_dir = resolve_bundle_dir(self._settings)
-                model = ModerationModel.from_bundle(bundle_dir)
+                model = ModerationModel.from_bundle(bundle_dir, self._article_cache())
                 warm_up(model)
             except BundleError as exc:
                 self.load_error = str(exc)
@@ -82,7 +88,7 @@ class ModelHolder:
         bundle_dir: Path | None = None
         try:
             bundle_dir = resolve_shadow_dir(settings)
-            model = ModerationModel.from_bundle(bundle_dir)
+            model = ModerationModel.from_bundle(bundle_dir, self._article_cache())
             warm_up(model)
             loaded = LoadedModel(
                 model=model,

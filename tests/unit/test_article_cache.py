@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,15 @@ def test_memory_stays_bounded_under_100k_distinct_articles() -> None:
     assert stats.bytes <= budget and stats.entries < 20_000
     assert stats.misses == 100_000 and stats.evictions + stats.replaced + stats.entries == 100_000
     assert held < 2 * budget, f"{held / 2**20:.1f} MB held for a {budget / 2**20:.0f} MB budget"
+
+
+def test_the_server_sizes_each_model_cache_from_its_settings(tiny_bundle: Path) -> None:
+    from serving.runtime.holder import ModelHolder
+    from serving.settings import Settings
+
+    settings = Settings(model_dir=tiny_bundle, article_cache_entries=7, article_cache_mb=0.5)
+    loaded = ModelHolder(settings).load()
+    cache = loaded.model.article_cache
+    assert (cache.max_entries, cache.max_bytes) == (7, 512 * 1024)
+    # what the warm-up scored with its article is kept, within those bounds
+    assert 0 < len(cache) <= 7
