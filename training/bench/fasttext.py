@@ -8,7 +8,6 @@ same process on one thread, and are scored for macro-F1 on that same frozen set.
 from __future__ import annotations
 
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 
 from training.bench.quality import PUBLIC_BUILD, champion_split
 from training.bench.report import Goal, Section, measured_on, skipped
-from training.bench.stages import stage_seconds
+from training.bench.stages import median_seconds, stage_seconds
 from training.data.contract import LabeledRecord
 
 FASTTEXT_SETTINGS: dict[str, Any] = {
@@ -63,17 +62,6 @@ def _fasttext_predict(model: Any, records: Sequence[LabeledRecord]) -> list[str]
     lines = [fasttext_line(r) + "\n" for r in records]
     labels, _ = model.f.multilinePredict(lines, -1, 0.0, "strict")
     return [top[0].removeprefix("__label__") for top in labels]
-
-
-def _best_of(repeats: int, run: Any) -> float:
-    """Median seconds of `repeats` timed runs (after one untimed warm-up run)."""
-    run()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC_BUILD) -> Section:
@@ -122,9 +110,9 @@ def fasttext_section(bundle: Path, metadata: dict[str, Any], data: Path = PUBLIC
 
     print(f"fasttext: timing both on {len(frozen)} frozen-set comments", flush=True)
     with threadpool_limits(limits=1):
-        raqib_seconds = _best_of(REPEATS, raqib_scores)
-        fasttext_seconds = _best_of(REPEATS, fasttext_scores)
-        explained_seconds = _best_of(1, raqib_explained)
+        raqib_seconds = median_seconds(REPEATS, raqib_scores)
+        fasttext_seconds = median_seconds(REPEATS, fasttext_scores)
+        explained_seconds = median_seconds(1, raqib_explained)
         probabilities = model.predict_proba(items)
         stages = stage_seconds(model, items)
     raqib_pred = [model.labels[k] for k in np.argmax(probabilities, axis=1)]

@@ -56,7 +56,7 @@ from training.bench.report import (
     skipped,
     write_results,
 )
-from training.bench.stages import starter_comments
+from training.bench.stages import call_timings, starter_comments
 
 SECTIONS = (
     "quality",
@@ -85,17 +85,6 @@ RUN_ORDER = (
 )
 
 
-def _call_timings(model: Any, items: Sequence[Any], explain: bool) -> list[float]:
-    for item in items[:50]:
-        model.score([item], explain=explain)
-    timings = []
-    for item in items:
-        started = time.perf_counter()
-        model.score([item], explain=explain)
-        timings.append((time.perf_counter() - started) * 1000)
-    return sorted(timings)
-
-
 def latency_section(bundle: Path) -> Section:
     """Median and p99 of one `ModerationModel.score` call, with and without explanations."""
     from serving.model.moderation import CommentInput, ModerationModel
@@ -104,8 +93,8 @@ def latency_section(bundle: Path) -> Section:
     stamp = measured_on()
     model = ModerationModel.from_bundle(bundle)
     items = [CommentInput(**row) for row in starter_comments()]
-    explained = _call_timings(model, items, explain=True)
-    plain = _call_timings(model, items, explain=False)
+    explained = call_timings(model, items, explain=True)
+    plain = call_timings(model, items, explain=False)
     median = statistics.median(explained)
     figures = {
         "explained_median_ms": median,

@@ -100,8 +100,10 @@ def stage_seconds(model: Any, items: Sequence[Any]) -> dict[str, float]:
     return stages
 
 
-def _median_seconds(repeats: int, run: Any) -> float:
-    run()  # warm-up: memos and the article cache fill as in a running server
+def median_seconds(repeats: int, run: Any) -> float:
+    """Median seconds of `repeats` timed runs, after one untimed warm-up run (memos and the article
+    cache fill as in a running server)."""
+    run()
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -110,7 +112,8 @@ def _median_seconds(repeats: int, run: Any) -> float:
     return statistics.median(timings)
 
 
-def _call_ms(model: Any, items: Sequence[Any], explain: bool) -> list[float]:
+def call_timings(model: Any, items: Sequence[Any], explain: bool) -> list[float]:
+    """Milliseconds of one `score([item])` call per item, sorted (after 50 warm-up calls)."""
     for item in items[:50]:
         model.score([item], explain=explain)
     timings = []
@@ -147,12 +150,12 @@ def measure(bundle: Path, metadata: dict[str, Any]) -> dict[str, Any]:
 
     with threadpool_limits(limits=1):
         probabilities = np.vstack([model.predict_proba(batch) for batch in batches])
-        batch_seconds = _median_seconds(REPEATS, score_batches)
+        batch_seconds = median_seconds(REPEATS, score_batches)
         stage_pass()  # warm
         passes = [stage_pass() for _ in range(REPEATS)]
         starter = [CommentInput(**row) for row in starter_comments()]
-        explained = _call_ms(model, starter, explain=True)
-        plain = _call_ms(model, starter, explain=False)
+        explained = call_timings(model, starter, explain=True)
+        plain = call_timings(model, starter, explain=False)
     stages = {name: statistics.median(p[name] for p in passes) / len(items) * 1e6 for name in passes[0]}
     predicted = [model.labels[k] for k in np.argmax(probabilities, axis=1)]
     truth = [r.label or "" for r in frozen]
