@@ -340,15 +340,15 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
     def _overlap(self, c: _Side, a: _Side) -> list[float]:
         """Rare words (names) and numbers the comment shares with the article."""
         if c.rare is None:  # the comment's rare words, once per comment
-            c.rare = frozenset(w for w in set(c.words) if self._is_rare(w))
-        shared = len(c.rare.intersection(a.words))
-        numbers = sum(1 for w in set(c.words).intersection(a.words) if w.startswith("#"))
+            c.rare = frozenset(w for w in set(c.words) if self._word_facts(w)[1])
+        words = a.word_set or frozenset(a.words)  # article parts carry their word set
+        shared = len(c.rare & words)
+        numbers = sum(1 for w in words.intersection(c.words) if w.startswith("#"))
         return [float(shared), float(numbers), shared / len(c.rare) if c.rare else 0.0]
 
     def _comment_only(self, c: _Side) -> list[float]:
-        adf = self.topics_.article_df_
-        tvoc = self.topics_.tfidf_.vocabulary_
-        dfs = [adf[j] if j is not None else 0.0 for j in map(tvoc.get, c.words)]
+        facts = self._word_facts
+        dfs = [facts(w)[0] for w in c.words]
         return [
             sum(dfs) / len(dfs) if dfs else 1.0,  # 1.0 = no topical word at all
             float(sum(1 for d in dfs if d < self.rare_df)),

@@ -253,6 +253,21 @@ def _may_hold_email(text: str) -> bool:
     return "[at]" in lowered or "(at)" in lowered
 
 
+# Every URL alternative holds an ASCII letter or digit (under the same IGNORECASE folding), a phone
+# a digit, a mention an "@", a run of spaces two spaces: text without them skips those patterns
+# (most Arabic comments have none of them).
+_URL_HINT = re.compile(r"[a-z0-9]", re.I)
+_DIGIT = re.compile(r"\d")
+
+
+def _has_mention_sign(text: str) -> bool:
+    return "@" in text
+
+
+def _has_double_space(text: str) -> bool:
+    return "  " in text
+
+
 # Order matters: e-mails before mentions (both have '@'), URLs before phones (URLs hold digits),
 # letter spacing before repeats ("ه ه ه ه" is laughter either way).
 # (pattern, replacement, cheap check that the pattern can match at all; None: always try it)
@@ -260,12 +275,12 @@ _SUBSTITUTIONS: tuple[
     tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callable[[str], bool] | None], ...
 ] = (
     (_EMAIL, _mask(EMAIL_TOKEN), _may_hold_email),
-    (_URL, _mask(URL_TOKEN), None),
-    (_PHONE, _mask(PHONE_TOKEN), None),
-    (_MENTION, _mask(MENTION_TOKEN), None),
+    (_URL, _mask(URL_TOKEN), lambda text: _URL_HINT.search(text) is not None),
+    (_PHONE, _mask(PHONE_TOKEN), lambda text: _DIGIT.search(text) is not None),
+    (_MENTION, _mask(MENTION_TOKEN), _has_mention_sign),
     (_SPACED_LETTERS, _join_spaced, None),
     (_REPEATS, _squeeze_repeats, None),
-    (_SPACES, _single_space, None),
+    (_SPACES, _single_space, _has_double_space),
 )
 
 
