@@ -77,6 +77,15 @@ def test_the_flame_graph_is_an_svg_of_every_visible_frame(tmp_path: Path) -> Non
     titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
     assert any(t.startswith("dot (numpy/core/multiarray.py) — 60 samples (60.0%)") for t in titles)
     assert any(t.startswith(f"thread {AUDIT_THREAD} — 5 samples") for t in titles)
+    fills = {
+        (g.findtext("{http://www.w3.org/2000/svg}title") or "").split(" — ")[0]: rect.get("fill")
+        for g in root.iter("{http://www.w3.org/2000/svg}g")
+        if (rect := g.find("{http://www.w3.org/2000/svg}rect")) is not None
+    }
+    # One part's own frames in its colour; frames several parts pass through in the neutral one.
+    assert fills["dot (numpy/core/multiarray.py)"] == flame.PARTS[1].colour
+    assert fills["thread MainThread"] == fills["all"] == flame.SHARED_COLOUR
+    assert fills[f"thread {AUDIT_THREAD}"] == flame.PARTS[0].colour
     text = path.read_text(encoding="utf-8")
     assert "test &lt;graph&gt;" in text and "model (ModerationModel.score): 60.0%" in text
 

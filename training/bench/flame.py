@@ -102,7 +102,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("threadpool and task hand-offs (anyio, concurrent.futures)", "#a0a0a0", ("anyio/", "concurrent/")),
 )
-OTHER = Part("other (ASGI middleware, routing, event loop)", "#c8c8c8", ())
+OTHER = Part("other (ASGI middleware, routing, event loop)", "#a8a8a8", ())
 
 
 def frame_key(frame: str) -> str:
@@ -254,12 +254,20 @@ ROW = 16
 MIN_PIXELS = 0.3
 
 
+# Boxes whose samples belong to more than one part (the server's loop, the middleware every request
+# passes through): neutral, so a colour marks where one part's own subtree begins.
+SHARED_COLOUR = "#e4e4de"
+
+
 @dataclass
 class _Node:
     name: str
     count: int = 0
-    part: Part = OTHER
+    parts: Counter[str] = field(default_factory=Counter)
     children: dict[str, _Node] = field(default_factory=dict)
+
+    def colour(self, colours: dict[str, str]) -> str:
+        return colours[next(iter(self.parts))] if len(self.parts) == 1 else SHARED_COLOUR
 
 
 def _tree(profile: Profile) -> _Node:
@@ -268,11 +276,11 @@ def _tree(profile: Profile) -> _Node:
         part = part_of(stack)
         node = root
         node.count += stack.count
+        node.parts[part.name] += stack.count
         for frame in (f"thread {stack.thread}", *stack.frames):
             node = node.children.setdefault(frame, _Node(frame))
             node.count += stack.count
-            # A box takes the colour of the part most of its samples belong to (first seen wins ties).
-            node.part = part if node.part is OTHER else node.part
+            node.parts[part.name] += stack.count
     return root
 
 
@@ -285,6 +293,7 @@ def render_svg(profile: Profile, title: str) -> str:
     root = _tree(profile)
     total = max(root.count, 1)
     legend = profile.parts()
+    colours = {part.name: part.colour for part in (*PARTS, OTHER)}
     depth = _depth(root)
     top = 48 + ROW * ((len(legend) + 2) // 3)
     height = top + depth * ROW + 10
@@ -304,7 +313,7 @@ def render_svg(profile: Profile, title: str) -> str:
             text = f'<text x="{x + 3:.1f}" y="{y + 12}">{html.escape(shown)}</text>'
         boxes.append(
             f'<g><title>{label}</title><rect x="{x:.2f}" y="{y}" width="{width:.2f}" height="{ROW - 1}" '
-            f'fill="{node.part.colour}" rx="1"/>{text}</g>'
+            f'fill="{node.colour(colours)}" rx="1"/>{text}</g>'
         )
         offset = x
         for child in sorted(node.children.values(), key=lambda c: c.name):
@@ -319,7 +328,7 @@ def render_svg(profile: Profile, title: str) -> str:
             f'<rect x="{kx}" y="{ky - 11}" width="12" height="12" fill="{part.colour}"/>'
             f'<text x="{kx + 16}" y="{ky}">{html.escape(part.name)}: {count / total:.1%}</text>'
         )
-    header = html.escape(f"{title} — {total} samples")
+    header = html.escape(f"{title} — {total} samples; grey boxes: frames shared by several parts")
     return "\n".join(
         [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
