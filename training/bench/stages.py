@@ -6,19 +6,19 @@ each row's article), the base model's feature blocks and classifier, each label 
 cross-source scaling and classifier, the relevance component's features and classifiers. Beside
 them: batch throughput and one call's latency, with and without explanations.
 
-"Before" is the same measure taken with the code before issue 18 on the same bundle:
-
-    git worktree add /tmp/before <commit> && cp training/bench/stages.py /tmp/before/training/bench/
-    cd /tmp/before && PYTHONPATH=. python -m training.bench.stages --record BUNDLE \
-        -o /work/main/experiments/speed_before.json
-
-(the module only reads what exists in both versions of the model runtime).
+"Before" is the same measure with the code before issue 18 (`BEFORE_COMMIT`) on the same bundle, in
+the same run: the section checks that commit out into a temporary git worktree, copies this module
+into it (the module only reads what exists in both versions of the model runtime) and times both
+versions in turn, `ROUNDS` times each, in fresh processes; each figure is the median over rounds, so
+a machine that slows down for a while slows both. Without git or that commit it falls back to the
+figures recorded in `experiments/speed_before.json` (`python -m training.bench.stages --record`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,6 +32,8 @@ from training.bench.report import Goal, Section, measured_on, skipped
 BATCH = 500
 REPEATS = 3
 BEFORE = Path("experiments/speed_before.json")
+BEFORE_COMMIT = "5e7fb7f"  # the last commit before issue 18's changes
+ROUNDS = 2
 
 
 def starter_comments(limit: int = 500) -> list[dict[str, Any]]:
@@ -211,11 +213,12 @@ def stages_section(bundle: Path, metadata: dict[str, Any], before_path: Path = B
     if not PUBLIC_BUILD.is_file():
         return skipped("stages", title, f"{PUBLIC_BUILD} is absent, so the frozen set cannot be rebuilt")
     stamp = measured_on()
-    print("stages: timing every stage on the frozen set", flush=True)
-    after = measure(bundle, metadata)
-    before: dict[str, Any] = (
-        json.loads(before_path.read_text(encoding="utf-8")) if before_path.is_file() else {}
+    print(
+        "stages: timing every stage on the frozen set, the code before issue 18 and now in turn", flush=True
     )
+    after, before = side_by_side(bundle)
+    if not before:
+        before = json.loads(before_path.read_text(encoding="utf-8")) if before_path.is_file() else {}
     same_bundle = before.get("bundle_sha256") == after["bundle_sha256"]
     lines = [
         stamp,
@@ -225,8 +228,13 @@ def stages_section(bundle: Path, metadata: dict[str, Any], before_path: Path = B
         "server); every part `ModerationModel.score` runs is timed on its own, in µs per comment. Single "
         "calls: 500 starter comments with their articles, one `score([comment])` each. Before: the "
         f"same measure with the code before issue 18 ({before.get('code') or 'not recorded'}) on "
-        f"{'the same bundle' if same_bundle else 'ANOTHER bundle (figures not comparable)'}, recorded "
-        f"in `{before_path}` (how: training/bench/stages.py).",
+        f"{'the same bundle' if same_bundle else 'ANOTHER bundle (figures not comparable)'}; "
+        + (
+            f"both versions timed in turn in this run, {ROUNDS} rounds each in fresh processes, medians over "
+            "rounds (training/bench/stages.py)."
+            if before.get("rounds")
+            else f"recorded earlier in `{before_path}`."
+        ),
         "",
         "| stage | before (µs/comment) | after (µs/comment) | change |",
         "|---|---|---|---|",
@@ -282,6 +290,71 @@ def stages_section(bundle: Path, metadata: dict[str, Any], before_path: Path = B
     else:
         lines.append("No quality figures recorded before for this bundle: nothing to compare.")
     return Section("stages", title, lines, goals, {"before": before, "after": after})
+
+
+def side_by_side(bundle: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`measure` of today's code and of `BEFORE_COMMIT`'s, alternately in fresh processes; per figure
+    the median over rounds. The before half is {} when that commit cannot be checked out."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    repo = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="raqib-before-") as scratch:
+        tree = Path(scratch) / "before"
+        checkout = subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), BEFORE_COMMIT], capture_output=True, text=True
+        )
+        codes: dict[str, Path | None] = {"after": repo}
+        if checkout.returncode == 0:
+            shutil.copy2(Path(__file__), tree / "training" / "bench" / "stages.py")
+            (tree / "data" / "build").symlink_to((repo / "data" / "build").resolve())
+            codes["before"] = tree
+        else:
+            print(f"stages: cannot check out {BEFORE_COMMIT} ({checkout.stderr.strip()}); before from file")
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
+        try:
+            for round_number in range(ROUNDS):
+                for name, code in codes.items():
+                    out = Path(scratch) / f"{name}-{round_number}.json"
+                    print(f"stages: round {round_number + 1}/{ROUNDS}, {name}", flush=True)
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "training.bench.stages",
+                            "--record",
+                            str(bundle.resolve()),
+                            "-o",
+                            str(out),
+                            "--note",
+                            BEFORE_COMMIT if name == "before" else "this checkout",
+                        ],
+                        cwd=code,
+                        env={**os.environ, "PYTHONPATH": str(code)},
+                        check=True,
+                        stdout=subprocess.DEVNULL,
+                    )
+                    runs[name].append(json.loads(out.read_text(encoding="utf-8")))
+        finally:
+            if "before" in codes:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
+    merged = {name: _median_figures(found) for name, found in runs.items()}
+    return merged["after"], merged.get("before", {})
+
+
+def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's figures with every timing replaced by its median over the runs."""
+    figures = dict(runs[0])
+    for key in ("batch_comments_per_s", "single_explained_median_ms", "single_plain_median_ms"):
+        figures[key] = statistics.median(run[key] for run in runs)
+    figures["stage_us_per_comment"] = {
+        name: statistics.median(run["stage_us_per_comment"][name] for run in runs)
+        for name in runs[0]["stage_us_per_comment"]
+    }
+    figures["rounds"] = len(runs)
+    return figures
 
 
 def _us(value: float | None) -> str:
