@@ -267,6 +267,19 @@ class BatchResponse(BaseModel):
     results: list[BatchItemOk | BatchItemError]
 
 
+class ArticleCacheInfo(BaseModel):
+    """The serving model's article cache: articles whose features it keeps, and how often they served."""
+
+    entries: int
+    bytes: int = Field(description="Estimated memory of the kept article features.")
+    max_entries: int
+    max_bytes: int
+    hits: int = Field(description="Batches that found an article's features kept (one per distinct article).")
+    misses: int
+    evictions: int
+    replaced: int = Field(description="Entries dropped because a new text came under the same article id.")
+
+
 class ModelInfo(BaseModel):
     """The model serving now and how the service applies it."""
 
@@ -279,6 +292,7 @@ class ModelInfo(BaseModel):
     loaded_at: datetime
     bundle_path: str
     sites: dict[str, dict[str, Any]] = Field(description="Per-site mode and effective thresholds.")
+    article_cache: ArticleCacheInfo | None = None
 
 
 class ReloadResponse(BaseModel):

@@ -15,8 +15,9 @@ from serving.api.deps import (
     enforce_rate_limit,
     require_api_key,
 )
+from serving.features.article_cache import ArticleCache
 from serving.model.decisions import Thresholds
-from serving.services.schemas import ModelInfo, error_responses
+from serving.services.schemas import ArticleCacheInfo, ModelInfo, error_responses
 from serving.services.shadow import ShadowInfo, shadow_info
 
 router = APIRouter(
@@ -64,5 +65,20 @@ async def model_info(
         loaded_at=loaded.loaded_at,
         bundle_path=str(loaded.bundle_path),
         sites=sites,
+        article_cache=_article_cache(loaded.model.article_cache),
         shadow=shadow,
+    )
+
+
+def _article_cache(cache: ArticleCache) -> ArticleCacheInfo:
+    stats = cache.stats()
+    return ArticleCacheInfo(
+        entries=stats.entries,
+        bytes=stats.bytes,
+        max_entries=cache.max_entries,
+        max_bytes=cache.max_bytes,
+        hits=stats.hits,
+        misses=stats.misses,
+        evictions=stats.evictions,
+        replaced=stats.replaced,
     )
