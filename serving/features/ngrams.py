@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from serving.features.prepare import PreparedComments
+from serving.features.sparse_rows import Rows
 
 
 class TextNgrams(TransformerMixin, BaseEstimator):
@@ -88,30 +89,16 @@ def tfidf_rows(vectorizer: TfidfVectorizer, analyzer: Any, texts: Sequence[str])
     vectorizer (to float32 precision; a unit test holds it to that).
     """
     vocabulary = vectorizer.vocabulary_
-    idf = vectorizer.idf_
-    width = len(idf)
     ids: list[int] = []
     lengths = np.zeros(len(texts), dtype=np.int64)
     for i, text in enumerate(texts):
         before = len(ids)
         ids.extend(j for j in map(vocabulary.get, analyzer(text)) if j is not None)
         lengths[i] = len(ids) - before
-    indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-    if not ids:
-        return sp.csr_matrix(
-            (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int32), indptr), shape=(len(texts), width)
-        )
-    owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-    keys, counts = np.unique(owner * width + np.asarray(ids, dtype=np.int64), return_counts=True)
-    row_of, cols = np.divmod(keys, width)
-    tf = counts.astype(np.float64)
-    if vectorizer.sublinear_tf:
-        tf = 1.0 + np.log(tf)
-    weights = tf * idf[cols]
-    weights /= np.sqrt(np.bincount(row_of, weights=weights * weights, minlength=len(texts)))[row_of]
-    np.cumsum(np.bincount(row_of, minlength=len(texts)), out=indptr[1:])
+    found = Rows.tfidf(np.asarray(ids, dtype=np.int64), lengths, vectorizer.idf_, vectorizer.sublinear_tf)
     return sp.csr_matrix(
-        (weights.astype(np.float32), cols.astype(np.int32), indptr), shape=(len(texts), width)
+        (found.data.astype(np.float32), found.indices.astype(np.int32), found.indptr),
+        shape=(len(texts), found.width),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -220,8 +221,8 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         if not ref_idx:  # a tiny corpus: reuse the IDF sample rather than have no reference
             ref_idx = [int(i) for i in order[: self.n_reference]]
         ref = [self._side_from_norm(c_text[i]) for i in ref_idx]
-        self.ref_char_ = _stack([r.char for r in ref], len(self.char_.vocabulary_))
-        self.ref_word_ = _stack([r.word for r in ref], len(self.word_.vocabulary_))
+        self.ref_char_ = Rows.stack([r.char for r in ref], len(self.char_.vocabulary_)).to_csr()
+        self.ref_word_ = Rows.stack([r.word for r in ref], len(self.word_.vocabulary_)).to_csr()
         self.ref_lsa_ = np.vstack([r.lsa for r in ref]).astype(np.float32)
         return self
 
@@ -341,20 +342,22 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         """Rare words (names) and numbers the comment shares with the article."""
         if c.rare is None:  # the comment's rare words, once per comment
             c.rare = frozenset(w for w in set(c.words) if self._word_facts(w)[1])
-        words = a.word_set or frozenset(a.words)  # article parts carry their word set
-        shared = len(c.rare & words)
-        numbers = sum(1 for w in words.intersection(c.words) if w.startswith("#"))
+        shared = len(c.rare & a.word_set)
+        numbers = sum(1 for w in a.word_set.intersection(c.words) if w.startswith("#"))
         return [float(shared), float(numbers), shared / len(c.rare) if c.rare else 0.0]
 
-    def _comment_only(self, c: _Side) -> list[float]:
-        facts = self._word_facts
-        dfs = [facts(w)[0] for w in c.words]
-        return [
+    def _word_counts(self, norm: str, words: Sequence[str]) -> tuple[float, float, float]:
+        """generic_df, specific_words and log_len of a comment (its normalised text and topical
+        words); specificity, the fourth comment-only feature, needs its topical vector."""
+        dfs = [self._word_facts(w)[0] for w in words]
+        return (
             sum(dfs) / len(dfs) if dfs else 1.0,  # 1.0 = no topical word at all
             float(sum(1 for d in dfs if d < self.rare_df)),
-            math.log1p(len(c.norm.split())),
-            self.topics_.specificity(c.topic),
-        ]
+            math.log1p(len(norm.split())),
+        )
+
+    def _comment_only(self, c: _Side) -> list[float]:
+        return [*self._word_counts(c.norm, c.words), self.topics_.specificity(c.topic)]
 
     def row(self, c: _Side, t: _Side | None, b: _Side | None, a: _Side | None) -> list[float]:
         """One feature row (order = `feature_names_`); `c` from `side`, (t, b, a) from
@@ -481,25 +484,18 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         if "esa" in self.families_:
             wanted = np.flatnonzero(related) if related is not None else np.arange(len(texts))
             esa = self.topics_.concept_rows(topic.take(wanted), self.esa_top).spread(wanted, len(texts))
-        facts = self._word_facts
         only = np.zeros((len(texts), 4))
-        rare: list[frozenset[str]] = []
         for i, (text, ws) in enumerate(zip(texts, words, strict=True)):
-            dfs = [facts(w)[0] for w in ws]
-            only[i, 0] = sum(dfs) / len(dfs) if dfs else 1.0  # 1.0 = no topical word at all
-            only[i, 1] = float(sum(1 for d in dfs if d < self.rare_df))
-            only[i, 2] = math.log1p(len(text.split()))
-            rare.append(frozenset(w for w in ws if facts(w)[1]))
+            only[i, :3] = self._word_counts(text, ws)
         only[:, 3] = self.topics_.specificity_rows(topic)
         return CommentBlock(
-            words=words,
             char=char,
             word=word,
             topic=topic,
             lsa=lsa,
             esa=esa,
             comment_only=only,
-            rare=rare,
+            rare=[frozenset(w for w in ws if self._word_facts(w)[1]) for ws in words],
             numbers=[frozenset(w for w in ws if w.startswith("#")) for ws in words],
             latin=np.array([dominant_script(t) in ("latin", "mixed") for t in texts], dtype=bool),
         )
@@ -570,33 +566,20 @@ BATCH_FAMILIES = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
 class CommentBlock:
     """Distinct comments of a batch as matrices: TF-IDF rows (char, word, topic), unit LSA rows,
     concept rows, the comment-only features, and per comment its rare words, numbers and script."""
 
-    def __init__(
-        self,
-        words: list[list[str]],
-        char: Rows,
-        word: Rows,
-        topic: Rows,
-        lsa: np.ndarray,
-        esa: Rows | None,
-        comment_only: np.ndarray,
-        rare: list[frozenset[str]],
-        numbers: list[frozenset[str]],
-        latin: np.ndarray,
-    ) -> None:
-        self.words = words
-        self.char = char
-        self.word = word
-        self.topic = topic
-        self.lsa = lsa
-        self.esa = esa
-        self.comment_only = comment_only
-        self.rare = rare
-        self.numbers = numbers
-        self.latin = latin
+    char: Rows
+    word: Rows
+    topic: Rows
+    lsa: np.ndarray
+    esa: Rows | None
+    comment_only: np.ndarray
+    rare: list[frozenset[str]]
+    numbers: list[frozenset[str]]
+    latin: np.ndarray
 
 
 class _PartStack:
@@ -691,13 +674,6 @@ def _pair_dots(comments: Rows, ci: np.ndarray, parts: Rows, pi: np.ndarray) -> n
         owner[hit], weights=gathered.data[hit] * parts.data[found[hit]], minlength=len(rows)
     )
     return out
-
-
-def _stack(vectors: list[tuple[np.ndarray, np.ndarray]], width: int) -> sp.csr_matrix:
-    indptr = np.cumsum([0] + [len(c) for c, _ in vectors])
-    cols = np.concatenate([c for c, _ in vectors]) if vectors else np.zeros(0, dtype=np.int64)
-    vals = np.concatenate([v for _, v in vectors]) if vectors else np.zeros(0)
-    return sp.csr_matrix((vals, cols, indptr), shape=(len(vectors), width))
 
 
 def _dot_many(matrix: sp.csr_matrix, vec: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

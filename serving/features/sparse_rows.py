@@ -51,6 +51,21 @@ class Rows:
         data = np.concatenate([v for _, v in vectors]).astype(np.float64, copy=False)
         return cls(indptr, indices, data, width)
 
+    @classmethod
+    def tfidf(cls, ids: np.ndarray, lengths: np.ndarray, idf: np.ndarray, sublinear: bool = True) -> Rows:
+        """Unit TF-IDF rows from term ids: text i holds the next lengths[i] of `ids` (repeats count);
+        tf is 1 + log(count) when `sublinear`, the raw count otherwise."""
+        width = len(idf)
+        if not len(ids):
+            return cls.empty(len(lengths), width)
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        keys, counts = np.unique(owner * width + ids, return_counts=True)
+        row_of, cols = np.divmod(keys, width)
+        tf = 1.0 + np.log(counts) if sublinear else counts.astype(np.float64)
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of, minlength=len(lengths)), out=indptr[1:])
+        return cls(indptr, cols, tf * idf[cols], width).normalized()
+
     def __len__(self) -> int:
         return len(self.indptr) - 1
 

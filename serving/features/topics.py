@@ -189,27 +189,19 @@ class Tfidf:
         lengths = np.zeros(len(texts), dtype=np.int64)
         if isinstance(self.analyzer, Words):  # one column per known word: no arrays per word
             voc = self.vocabulary_
-            ids: list[int] = []
+            known: list[int] = []
             for i, text in enumerate(texts):
-                before = len(ids)
-                ids.extend(j for j in map(voc.get, text.split()) if j is not None)
-                lengths[i] = len(ids) - before
-            parts.append(np.array(ids, dtype=np.int64))
+                before = len(known)
+                known.extend(j for j in map(voc.get, text.split()) if j is not None)
+                lengths[i] = len(known) - before
+            parts.append(np.array(known, dtype=np.int64))
         else:
             for i, text in enumerate(texts):
                 found = [self._word_ids(w) for w in text.split()]
                 parts.extend(found)
                 lengths[i] = sum(map(len, found))
-        width = len(self.vocabulary_)
-        if not lengths.sum():
-            return Rows.empty(len(texts), width)
-        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-        keys, counts = np.unique(owner * width + np.concatenate(parts), return_counts=True)
-        row_of, cols = np.divmod(keys, width)
-        values = (1.0 + np.log(counts)) * self.idf_[cols]
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row_of, minlength=len(texts)), out=indptr[1:])
-        return Rows(indptr, cols, values, width).normalized()
+        ids = np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, dtype=np.int64)
+        return Rows.tfidf(ids, lengths, self.idf_)
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """`rows` as a scipy matrix (training's spaces are fitted on these)."""

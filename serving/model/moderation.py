@@ -93,11 +93,7 @@ class _Part:
         if self.linear is not None:
             return self.linear.proba(matrix)
         if isinstance(matrix, Rows):
-            import scipy.sparse as sp
-
-            matrix = sp.csr_matrix(
-                (matrix.data, matrix.indices, matrix.indptr), shape=(len(matrix), matrix.width)
-            )
+            matrix = matrix.to_csr()
         return np.asarray(self.classifier.predict_proba(matrix))
 
 

@@ -58,20 +58,8 @@ from training.bench.report import (
 )
 from training.bench.stages import call_timings, starter_comments
 
-SECTIONS = (
-    "quality",
-    "fasttext",
-    "stages",
-    "latency",
-    "http",
-    "training",
-    "server",
-    "dask",
-    "abuse",
-    "relevance",
-)
-# Run order: the short in-process measures first, the long CPU-heavy ones last.
-RUN_ORDER = (
+# Every section, in run order: the short in-process measures first, the long CPU-heavy ones last.
+RUN_ORDER = SECTIONS = (
     "latency",
     "fasttext",
     "stages",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -71,14 +72,6 @@ async def model_info(
 
 
 def _article_cache(cache: ArticleCache) -> ArticleCacheInfo:
-    stats = cache.stats()
     return ArticleCacheInfo(
-        entries=stats.entries,
-        bytes=stats.bytes,
-        max_entries=cache.max_entries,
-        max_bytes=cache.max_bytes,
-        hits=stats.hits,
-        misses=stats.misses,
-        evictions=stats.evictions,
-        replaced=stats.replaced,
+        **dataclasses.asdict(cache.stats()), max_entries=cache.max_entries, max_bytes=cache.max_bytes
     )
