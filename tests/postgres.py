@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -204,6 +204,27 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return default_store_url(tmp_path / "state")
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    """A store opened on `store_url` (so on each backend), closed after the test."""
+    from serving.store.store import Store
+
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Any]:
+    """SQLite only: the default store file under tmp_path/state, for tests of SQLite's own behaviour."""
+    from serving.store.engine import default_store_url
+    from serving.store.store import Store
+
+    opened = Store.open(default_store_url(tmp_path / "state"))
+    yield opened
+    opened.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from serving.store.engine import default_store_url
 from serving.store.errors import StoreError
 from serving.store.records import AuditEntry
 from serving.store.store import Store
@@ -23,20 +20,6 @@ from serving.store.writer import _AUDIT_INSERT, _SQLITE_ROWS_PER_INSERT, StoreWr
 pytestmark = pytest.mark.unit
 
 SECRET_TEXT = "تعليق لا يظهر في أي رسالة خطأ"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(default_store_url(tmp_path / "state"))
-    yield opened
-    opened.close()
 
 
 def entry(comment_id: str, text: str = "اتصل واتساب 0551234567", site: str | None = "news") -> AuditEntry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,14 +126,6 @@ def test_an_unknown_comment_or_story_is_none() -> None:
         lambda request: httpx.Response(200, json={"data": {"comment": None, "story": None}})
     )
     assert client.comment("c") is None and client.story("s") is None
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    # The jobs and the id linking are store behaviour: on SQLite and on PostgreSQL (tests/postgres.py).
-    opened = Store.open(store_url)
-    yield opened
-    opened.close()
 
 
 def test_jobs_wait_once_per_ref_and_keep_their_failures(store: Store) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,21 +24,6 @@ pytestmark = pytest.mark.unit
 # Every test taking `store` or `store_url` runs twice: on a SQLite file and on a fresh PostgreSQL
 # database (tests/postgres.py). Tests of SQLite's own behaviour (its pragmas, its file, the CLI's
 # --state-dir lookup of that file) take `sqlite_store` instead and say so in their names.
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    """SQLite only: the default store file under tmp_path/state."""
-    opened = Store.open(default_store_url(tmp_path / "state"))
-    yield opened
-    opened.close()
 
 
 def decision(

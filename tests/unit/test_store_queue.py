@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ from serving.store.store import Store
 pytestmark = pytest.mark.unit
 
 # Each test runs on a SQLite file and on a fresh PostgreSQL database (`store_url`, tests/postgres.py).
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    yield opened
-    opened.close()
 
 
 def audited(comment_id: str, site: str | None = "news", version: str = "7") -> AuditEntry:
