@@ -243,6 +243,21 @@ def word_grams(texts: Sequence[str], ngram_range: tuple[int, int], bits: int) ->
     )
 
 
+def _distinct_counts(
+    found: HashedGrams, first_row: int, bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, bucket, count) of the distinct (document, bucket) pairs of `found`, sorted; rows are
+    numbered from `first_row`. One sort of packed keys: cheaper than a sparse matrix's per-row
+    sort and duplicate sum, and than np.unique's extra passes."""
+    keys = np.sort((found.doc << bits) | found.bucket)
+    if not len(keys):
+        return keys, keys, keys
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    counts = np.diff(np.append(starts, len(keys)))
+    keys = keys[starts]
+    return (keys >> bits) + first_row, keys & ((1 << bits) - 1), counts
+
+
 # The base model and a label head hash the same comment with the same analyzer and bucket count;
 # keyed by both, the last few single comments' grams are computed once for every block that asks.
 _RECENT_GRAMS: OrderedDict[tuple[str, tuple[int, ...], int, str], HashedGrams] = OrderedDict()
@@ -297,27 +312,19 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
 
     def _counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, bucket, count) of every distinct n-gram bucket per text, sorted by row then bucket."""
-        if len(texts) <= 64:
-            # Serving's hot path: one sort of a few hundred keys beats building a sparse matrix.
-            if len(texts) == 1:
-                found = _single_text_grams(self, texts[0])
-                self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
-            else:
-                found = self.grams(texts)
-            keys, counts = np.unique((found.doc << self.n_bits) | found.bucket, return_counts=True)
-            return keys >> self.n_bits, keys & ((1 << self.n_bits) - 1), counts
+        if len(texts) == 1:
+            # Serving's hot path: the base model and a head ask for the same comment's grams.
+            found = _single_text_grams(self, texts[0])
+            self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
+            return _distinct_counts(found, 0, self.n_bits)
         row_parts, col_parts, count_parts = [], [], []
         for start in range(0, len(texts), _HASH_CHUNK):
-            chunk = texts[start : start + _HASH_CHUNK]
-            found = self.grams(chunk)
-            matrix = sp.csr_matrix(
-                (np.ones(len(found.bucket), dtype=np.float32), (found.doc, found.bucket)),
-                shape=(len(chunk), 1 << self.n_bits),
-            )
-            matrix.sum_duplicates()
-            row_parts.append(np.repeat(np.arange(start, start + len(chunk)), np.diff(matrix.indptr)))
-            col_parts.append(matrix.indices.astype(np.int64))
-            count_parts.append(matrix.data)
+            counts = _distinct_counts(self.grams(texts[start : start + _HASH_CHUNK]), start, self.n_bits)
+            row_parts.append(counts[0])
+            col_parts.append(counts[1])
+            count_parts.append(counts[2])
+        if len(row_parts) == 1:
+            return row_parts[0], col_parts[0], count_parts[0]
         if not row_parts:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty

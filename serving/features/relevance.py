@@ -346,10 +346,21 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         numbers = sum(1 for w in a.word_set.intersection(c.words) if w.startswith("#"))
         return [float(shared), float(numbers), shared / len(c.rare) if c.rare else 0.0]
 
-    def _word_counts(self, norm: str, words: Sequence[str]) -> tuple[float, float, float]:
+    def _facts_of(self, words: Sequence[str]) -> list[tuple[float, bool]]:
+        """`_word_facts` of every word, reading the memo directly (a batch looks up ~40 per comment)."""
+        memo: dict[str, tuple[float, bool]] | None = self.__dict__.get("_facts")
+        if memo is None:
+            return [self._word_facts(w) for w in words]
+        known = memo.get
+        return [known(w) or self._word_facts(w) for w in words]
+
+    def _word_counts(
+        self, norm: str, words: Sequence[str], facts: Sequence[tuple[float, bool]] | None = None
+    ) -> tuple[float, float, float]:
         """generic_df, specific_words and log_len of a comment (its normalised text and topical
-        words); specificity, the fourth comment-only feature, needs its topical vector."""
-        dfs = [self._word_facts(w)[0] for w in words]
+        words, with their `_facts_of` when known); specificity, the fourth comment-only feature,
+        needs its topical vector."""
+        dfs = [df for df, _ in (facts if facts is not None else self._facts_of(words))]
         return (
             sum(dfs) / len(dfs) if dfs else 1.0,  # 1.0 = no topical word at all
             float(sum(1 for d in dfs if d < self.rare_df)),
@@ -484,9 +495,10 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         if "esa" in self.families_:
             wanted = np.flatnonzero(related) if related is not None else np.arange(len(texts))
             esa = self.topics_.concept_rows(topic.take(wanted), self.esa_top).spread(wanted, len(texts))
+        facts = [self._facts_of(ws) for ws in words]
         only = np.zeros((len(texts), 4))
-        for i, (text, ws) in enumerate(zip(texts, words, strict=True)):
-            only[i, :3] = self._word_counts(text, ws)
+        for i, (text, ws, fs) in enumerate(zip(texts, words, facts, strict=True)):
+            only[i, :3] = self._word_counts(text, ws, fs)
         only[:, 3] = self.topics_.specificity_rows(topic)
         return CommentBlock(
             char=char,
@@ -495,7 +507,10 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
             lsa=lsa,
             esa=esa,
             comment_only=only,
-            rare=[frozenset(w for w in ws if self._word_facts(w)[1]) for ws in words],
+            rare=[
+                frozenset(w for w, (_, rare) in zip(ws, fs, strict=True) if rare)
+                for ws, fs in zip(words, facts, strict=True)
+            ],
             numbers=[frozenset(w for w in ws if w.startswith("#")) for ws in words],
             latin=np.array([dominant_script(t) in ("latin", "mixed") for t in texts], dtype=bool),
         )

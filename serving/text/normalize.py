@@ -356,8 +356,24 @@ def script_profile(text: str) -> tuple[int, int]:
     return sum(map(len, _ARABIC_RUN.findall(text))), sum(map(len, _LATIN_RUN.findall(text)))
 
 
+# Three feature blocks ask for the script of the same comment; comments up to this length are
+# remembered (at most 4096 of them: a few MB), longer texts (articles, cached per article) are not.
+_SCRIPT_MEMO_CHARS = 1000
+
+
 def dominant_script(text: str) -> str:
     """'arabic', 'latin', 'mixed' or 'none' from the letters of a text (masks are ignored)."""
+    if len(text or "") <= _SCRIPT_MEMO_CHARS:
+        return _remembered_script(text or "")
+    return _dominant_script(text)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_script(text: str) -> str:
+    return _dominant_script(text)
+
+
+def _dominant_script(text: str) -> str:
     cleaned = text or ""
     for token in MASK_TOKENS:
         cleaned = cleaned.replace(token, " ")
