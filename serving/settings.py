@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     article_cache_entries: int = Field(default=4096, ge=0)
     article_cache_mb: float = Field(default=128.0, ge=0)
     max_batch_items: int = Field(default=1000, gt=0)
+    # /v1/score: comments waiting for the model at the same time are scored in one call of at most
+    # this many (serving/runtime/batcher.py); 1 scores every request alone.
+    score_batch_max: int = Field(default=16, ge=1)
     max_body_bytes: int = Field(default=65_536, gt=0)
     max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -43,6 +43,7 @@ from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.ratelimit import RateLimiter
 from serving.services.context import Service
 from serving.services.remote import RemoteWork
+from serving.services.scoring import comment_batcher
 from serving.settings import SETTINGS_FILE_ENV, Settings, load_settings
 from serving.store.engine import default_store_url
 from serving.store.store import StoreHolder
@@ -136,6 +137,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
         if service.remote is not None:
             await asyncio.to_thread(service.remote.close)
+        if service.batcher is not None:
+            await service.batcher.close()
         await asyncio.to_thread(service.stores.close)
 
 
@@ -171,10 +174,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stores = StoreHolder(
         settings.store_url.get_secret_value() if settings.store_url else default_store_url(settings.state_dir)
     )
+    metrics = ServiceMetrics()
     service = Service(
         settings=settings,
         models=ModelHolder(settings),
-        metrics=ServiceMetrics(),
+        metrics=metrics,
         api_keys=tuple(key.encode("utf-8") for key in settings.resolved_api_keys()),
         admin_key=admin_key.encode("utf-8") if admin_key else None,
         stores=stores,
@@ -182,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         coral_secrets=settings.resolved_coral_secrets(),
         webhook_secrets=settings.resolved_webhook_secrets(),
         remote=RemoteWork.from_settings(settings, stores),
+        batcher=comment_batcher(settings, metrics),
     )
     app = FastAPI(
         title="Raqib scoring API",

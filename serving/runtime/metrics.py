@@ -91,6 +91,12 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._decision_children: dict[tuple[str, str], Any] = {}
+        self.score_batch_size = Histogram(
+            "raqib_score_batch_size",
+            "Comments per model call on /v1/score: requests that waited together are scored at once.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self._model_info: Info | None = None
         self._model_info_gauge: Gauge | None = None
         self._serving: tuple[str, str] | None = None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serving.model.moderation import Scored
+from serving.runtime.batcher import Batcher
 from serving.runtime.holder import ModelHolder
+from serving.runtime.loaded import LoadedModel
 from serving.runtime.metrics import ServiceMetrics
 from serving.runtime.ratelimit import RateLimiter
 from serving.services.remote import RemoteWork
+from serving.services.schemas import ScoreRequest
 from serving.settings import Settings
 from serving.store.store import StoreHolder
+
+# One /v1/score comment at a time in, scored with the comments that wait with it, under one model.
+CommentBatcher = Batcher[LoadedModel, ScoreRequest, Scored]
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class Service:
     webhook_secrets: tuple[bytes, ...] = ()
     # Articles and Coral decisions fetched off the request path (None: nothing is ever fetched).
     remote: RemoteWork | None = None
+    # /v1/score's comments scored together (serving/runtime/batcher.py); None scores each alone.
+    batcher: CommentBatcher | None = None
 
     @property
     def open_access(self) -> bool:

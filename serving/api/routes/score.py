@@ -27,15 +27,13 @@ from serving.services.schemas import (
     error_responses,
 )
 from serving.services.scoring import (
-    INLINE_SCORING_BUDGET,
-    _score_one,
-    _scoring_cost,
     audit_entry,
     audit_from_loop,
     audit_quietly,
     needs_article_lookup,
     resolve_article,
     resolve_article_context,
+    score_comment,
     score_fields,
     shadow_after,
     text_too_long,
@@ -77,10 +75,7 @@ async def score(request: ScoreRequest, context: ScoringDep) -> Response:
         # fetched in the background for the next comments; the reasons say which case this was.
         finder = service.remote.finder if service.remote is not None else None
         request, article_reason = await run_in_threadpool(resolve_article_context, store, request, finder)
-    if _scoring_cost(request) <= INLINE_SCORING_BUDGET:
-        response = _score_one(service, loaded, request)
-    else:
-        response = await run_in_threadpool(_score_one, service, loaded, request)
+    response = await score_comment(service, loaded, request)
     if article_reason is not None:
         response.reasons.append(article_reason)
     # Committed before answering: the decision is in the audit log when the CMS acts on it.
