@@ -379,15 +379,18 @@ def _measure(
         result: dict[str, Any] = {"ready_seconds": ready_seconds}
         if with_open_loop:
             print(f"http: {name} open loop {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s", flush=True)
+            counted = batch_counts(server.base_url)
             result["open"] = run_in_subprocess(
                 url, bodies, mode=OPEN, rate=OPEN_RATE, seconds=OPEN_SECONDS, headers=list(headers.items())
             )
+            result["open_comments_per_call"] = comments_per_call(counted, batch_counts(server.base_url))
         print(
             f"http: {name} closed loop, {CLOSED_CONNECTIONS} connections, "
             f"{CLOSED_RUNS} x {CLOSED_SECONDS:g} s",
             flush=True,
         )
         runs = []
+        counted = batch_counts(server.base_url)
         for _ in range(CLOSED_RUNS):
             used = cpu_seconds(server.pid)
             run = closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, CLOSED_SECONDS)
@@ -395,6 +398,7 @@ def _measure(
                 1000 * (cpu_seconds(server.pid) - used) / run["ok"] if run["ok"] else None
             )
             runs.append(run)
+        result["closed_comments_per_call"] = comments_per_call(counted, batch_counts(server.base_url))
         # The median run by throughput: on a shared 2-core machine one run can be ±15 % off.
         runs.sort(key=lambda r: r["throughput_rps"])
         result["closed"] = runs[len(runs) // 2]
@@ -404,6 +408,28 @@ def _measure(
             result["profile"] = profile_under_load(server.pid, url, bodies, headers, workdir)
         result["rss_mb_after"] = server.tree_rss_mb()
     return result
+
+
+def batch_counts(base_url: str) -> tuple[float, float] | None:
+    """(model calls, comments) of /v1/score so far, from the server's batch-size histogram; None for a
+    server without one (the bare app, or Raqib before micro-batching)."""
+    import re
+
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=10) as answer:
+            text = answer.read().decode("utf-8")
+    except (OSError, urllib.error.URLError):
+        return None
+    count = re.search(r"^raqib_score_batch_size_count ([0-9.e+]+)$", text, re.M)
+    total = re.search(r"^raqib_score_batch_size_sum ([0-9.e+]+)$", text, re.M)
+    return (float(count.group(1)), float(total.group(1))) if count and total else None
+
+
+def comments_per_call(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    """Mean comments per model call between two `batch_counts` readings."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
 
 
 def profile_under_load(
@@ -427,6 +453,10 @@ def profile_under_load(
 
 def _runs(measured: dict[str, Any]) -> str:
     return " / ".join(f"{rps:,.0f}" for rps in measured.get("closed_runs_rps", []))
+
+
+def _per_call(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 def _ms(value: float | None) -> str:
@@ -500,12 +530,15 @@ def http_section(bundle: Path) -> Section:
         f"{_ms(bare['cpu_ms_per_request'])} | — |",
         f"| errors under max load | {raqib['closed']['errors']} | {bare['closed']['errors']} | — |",
         f"| server RSS after the runs | {raqib['rss_mb_after']:.0f} MB | {bare['rss_mb_after']:.0f} MB | — |",
+        f"| comments per model call (micro-batching, `score_batch_max`) | "
+        f"{_per_call(raqib.get('closed_comments_per_call'))} | — | — |",
         "",
         f"| /v1/score at {OPEN_RATE:g} requests/s, open loop | value |",
         "|---|---|",
         f"| requests sent / 2xx / errors | {fixed['sent']} / {fixed['ok']} / {fixed['errors']} |",
         f"| p50 / p90 / p99 / max | {_ms(fixed['p50_ms'])} / {_ms(fixed['p90_ms'])} / "
         f"{_ms(fixed['p99_ms'])} / {_ms(fixed['max_ms'])} |",
+        f"| comments per model call | {_per_call(raqib.get('open_comments_per_call'))} |",
         f"| generator's own send lag, p99 (must stay small for the schedule to hold) | "
         f"{_ms(fixed['send_lag_p99_ms'])} |",
     ]

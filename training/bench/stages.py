@@ -126,6 +126,69 @@ def call_timings(model: Any, items: Sequence[Any], explain: bool) -> list[float]
     return sorted(timings)
 
 
+class _PartTimer:
+    """Seconds spent inside named methods of a model during `score` calls, found by wrapping those
+    methods on the instances (the call itself is unchanged, so it is the real request path)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: Any, method: str, name: str) -> None:
+        inner = getattr(owner, method, None)
+        if inner is None:
+            return
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+        setattr(owner, method, timed)
+
+
+def single_call_parts(model: Any, items: Sequence[Any]) -> dict[str, float] | None:
+    """µs per call of each part of one `score([comment], explain=True)`: preparing the comment, each
+    part's features and classifier, the relevance component's features and rule, the explanation,
+    and the rest (combining, deciding, building the result). None for a runtime without those parts."""
+    if not all(hasattr(model, name) for name in ("_prepare", "_base", "_heads", "_explain")):
+        return None
+    for item in items[:50]:
+        model.score([item], explain=True)
+    timer = _PartTimer()
+    timer.wrap(model, "_prepare", "prepare: normalise, article cache")
+    for part in [model._base, *model._heads]:
+        label = "base" if part.label is None else f"head[{part.label}]"
+        timer.wrap(part, "rows", f"{label}: features")
+        timer.wrap(part, "proba", f"{label}: classifier")
+    relevance = getattr(model, "_relevance", None)
+    if relevance is not None:
+        timer.wrap(relevance, "feature_rows", "relevance: features")
+        timer.wrap(relevance, "relations", "relevance: features and rule")
+    timer.wrap(model, "_explain", "explanation: reasons and spans")
+    started = time.perf_counter()
+    for item in items:
+        model.score([item], explain=True)
+    total = time.perf_counter() - started
+    for name in list(vars(model)):  # the wrappers live on the instances only: drop them
+        if name in ("_prepare", "_explain"):
+            delattr(model, name)
+    for part in [model._base, *model._heads]:
+        vars(part).pop("rows", None)
+        vars(part).pop("proba", None)
+    if relevance is not None:
+        vars(relevance).pop("feature_rows", None)
+        vars(relevance).pop("relations", None)
+    seconds = dict(timer.seconds)
+    if "relevance: features and rule" in seconds:
+        seconds["relevance: rule"] = seconds.pop("relevance: features and rule") - seconds.get(
+            "relevance: features", 0.0
+        )
+    seconds["the rest: combine, decide, result"] = total - sum(seconds.values())
+    return {name: value / len(items) * 1e6 for name, value in seconds.items()}
+
+
 def measure(bundle: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """Per-comment stage times, batch throughput and single-call latency of `bundle` with the code
     that is importable now."""
@@ -158,6 +221,7 @@ def measure(bundle: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         starter = [CommentInput(**row) for row in starter_comments()]
         explained = call_timings(model, starter, explain=True)
         plain = call_timings(model, starter, explain=False)
+        parts = single_call_parts(model, starter)
     stages = {name: statistics.median(p[name] for p in passes) / len(items) * 1e6 for name in passes[0]}
     predicted = [model.labels[k] for k in np.argmax(probabilities, axis=1)]
     truth = [r.label or "" for r in frozen]
@@ -171,6 +235,7 @@ def measure(bundle: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         "stage_us_per_comment": stages,
         "single_explained_median_ms": statistics.median(explained),
         "single_plain_median_ms": statistics.median(plain),
+        "single_call_parts_us": parts,
     }
 
 
@@ -259,6 +324,7 @@ def stages_section(bundle: Path, metadata: dict[str, Any], before_path: Path = B
         _row("one call without explanations, median ms", before, after, "single_plain_median_ms", "{:.2f}"),
         "",
     ]
+    lines += single_call_lines(before.get("single_call_parts_us"), after.get("single_call_parts_us"))
     goals = []
     old_q, new_q = before.get("quality"), after["quality"]
     if old_q and same_bundle:
@@ -290,6 +356,27 @@ def stages_section(bundle: Path, metadata: dict[str, Any], before_path: Path = B
     else:
         lines.append("No quality figures recorded before for this bundle: nothing to compare.")
     return Section("stages", title, lines, goals, {"before": before, "after": after})
+
+
+def single_call_lines(before: dict[str, float] | None, after: dict[str, float] | None) -> list[str]:
+    """Where one request's time goes: the mean µs per part of `score([comment], explain=True)`."""
+    if not after:
+        return []
+    total = sum(after.values())
+    lines = [
+        "One call with explanations, part by part (the 500 starter comments, one `score([comment])` "
+        "each, after 50 warm-up calls; each part's methods timed where the call runs them, mean µs per "
+        "call; a part's features include the n-gram hashing the base model shares with the head):",
+        "",
+        "| part of one call | before (µs) | after (µs) | share after |",
+        "|---|---|---|---|",
+    ]
+    for name, value in sorted(after.items(), key=lambda item: -item[1]):
+        old = before.get(name) if before else None
+        lines.append(f"| {name} | {_us(old)} | {_us(value)} | {value / total:.0%} |")
+    old_total = sum(before.values()) if before else None
+    lines += [f"| **one call** | **{_us(old_total)}** | **{_us(total)}** | 100% |", ""]
+    return lines
 
 
 def side_by_side(bundle: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -353,6 +440,11 @@ def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
         name: statistics.median(run["stage_us_per_comment"][name] for run in runs)
         for name in runs[0]["stage_us_per_comment"]
     }
+    if all(run.get("single_call_parts_us") for run in runs):
+        figures["single_call_parts_us"] = {
+            name: statistics.median(run["single_call_parts_us"][name] for run in runs)
+            for name in runs[0]["single_call_parts_us"]
+        }
     figures["rounds"] = len(runs)
     return figures
 
