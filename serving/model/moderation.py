@@ -13,7 +13,7 @@ import numpy as np
 from serving.features.article_cache import ArticleCache, ArticleEntry
 from serving.features.prepare import PreparedComments
 from serving.features.sparse_rows import Rows
-from serving.model.bundle import MODEL_FILE, BundleError, read_bundle_metadata, sha256_file
+from serving.model.bundle import MODEL_FILE, BundleError, load_verified_model, read_bundle_metadata
 from serving.model.composed import apply_heads, apply_relevance
 from serving.model.decisions import Thresholds, decide
 from serving.model.explain import Reason, Span, display_gram, linear_view, signal_reasons, spans_from_ngrams
@@ -144,23 +144,12 @@ class ModerationModel:
         cls, bundle_dir: str | Path, article_cache: ArticleCache | None = None
     ) -> ModerationModel:
         """Load a bundle directory, verifying the pickle's sha256 before unpickling it."""
-        import joblib
-
         bundle_dir = Path(bundle_dir)
         metadata = read_bundle_metadata(bundle_dir)
         model_path = bundle_dir / MODEL_FILE
         if not model_path.is_file():
             raise BundleError(f"no {MODEL_FILE} in {bundle_dir}")
-        actual = sha256_file(model_path)
-        if actual != metadata["sha256"]:
-            raise BundleError(
-                f"{model_path} sha256 {actual[:12]}… does not match metadata "
-                f"{str(metadata['sha256'])[:12]}…; refusing to unpickle"
-            )
-        try:
-            pipeline = joblib.load(model_path)
-        except Exception as exc:  # a truncated or foreign pickle raises many kinds
-            raise BundleError(f"cannot unpickle {model_path}: {exc.__class__.__name__}: {exc}") from None
+        pipeline = load_verified_model(model_path, metadata)
         if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
             raise BundleError(f"{model_path} is not a classifier pipeline")
         return cls(pipeline, metadata, article_cache)
