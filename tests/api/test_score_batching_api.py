@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from typing import Any
 
 import httpx
@@ -110,3 +111,33 @@ def test_each_site_policy_applies_to_its_own_comment_inside_a_shared_batch(make_
         for body, answer in zip(bodies, answers, strict=True)
         if body["site"] == "calm"
     )
+
+
+def scoring_threads(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that call the serving model's `score` from now on."""
+    model = client.app.state.service.models.current.model  # type: ignore[attr-defined]
+    real_score = model.score
+    threads: list[str] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(model, "score", spy)
+    return threads
+
+
+def test_a_long_comment_alone_is_scored_off_the_event_loop_as_without_batching(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over INLINE_SCORING_BUDGET (1000) but within the batch's inline budget (4000): without
+    # batching it went to the threadpool, and batching must not move it onto the event loop.
+    client = make_client(score_batch_max=16)
+    threads = scoring_threads(client, monkeypatch)
+    long_text = " ".join(TEXTS * 40)[:2000]
+    for text in ("تعليق قصير عن الموازنة", long_text):
+        answer = client.post("/v1/score", json={"comment": {"id": "c-len", "text": text}}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+    short_thread, long_thread = threads
+    assert not short_thread.startswith("raqib-scorer"), "a short lone comment is scored on the loop"
+    assert long_thread.startswith("raqib-scorer"), f"the long comment was scored on {long_thread}"
