@@ -15,11 +15,15 @@ How it batches, on the event loop and without a timer:
   keeps answering (/healthz, the other requests' I/O) while it runs, and what arrives meanwhile
   becomes the next batch.
 
-Measured against the thread-only design (one scoring thread draining a queue) and against scoring
-each request alone, on this repository's champion behind uvicorn, 2 cores, wrk closed loop: alone
-~235 requests/s at 1 and 16 connections; thread-only ~410–430 at 16 connections, this design
-~410–480, both ~220–235 at 1 connection (no cost for a lone request). Kept: this one, for fewer
-thread hand-offs at the same throughput.
+Measured on this repository's champion behind uvicorn, 2 cores, wrk closed loop at 16 connections,
+the designs served in turn (medians of 5 runs): each request alone 210 requests/s (201–243), ~5 ms of
+server CPU per request; every batch on the scoring thread ("batch while busy") 379 (348–489), 2.7 ms;
+this design 475 (454–547), 2.1 ms; every batch inline 505 (430–544). The thread costs more because
+the model shares the GIL with the loop: 1.3 ms of CPU per comment there (2.1 ms wall, waiting for the
+GIL) against 0.9–1.0 ms inline, at the same ~8 comments per call. The thread kept /healthz quicker
+under that load (p50 4 ms against 11 ms; p99 20 against ~120 ms, as alone). One connection: alone
+and batched alike (6 interleaved runs: 208 and 212 requests/s, p50 4.6 and 4.5 ms). Kept: this one,
+for the throughput, with the costly batches on the thread so the loop's stalls stay bounded.
 
 The batcher is generic: keys (which loaded model: a batch never mixes two), items (requests) and a
 function that scores a list of items under one key. If a batched call fails, each of its items is
