@@ -317,18 +317,17 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
             found = _single_text_grams(self, texts[0])
             self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
             return _distinct_counts(found, 0, self.n_bits)
-        row_parts, col_parts, count_parts = [], [], []
-        for start in range(0, len(texts), _HASH_CHUNK):
-            counts = _distinct_counts(self.grams(texts[start : start + _HASH_CHUNK]), start, self.n_bits)
-            row_parts.append(counts[0])
-            col_parts.append(counts[1])
-            count_parts.append(counts[2])
-        if len(row_parts) == 1:
-            return row_parts[0], col_parts[0], count_parts[0]
-        if not row_parts:
+        chunks = [
+            _distinct_counts(self.grams(texts[start : start + _HASH_CHUNK]), start, self.n_bits)
+            for start in range(0, len(texts), _HASH_CHUNK)
+        ]
+        if len(chunks) == 1:
+            return chunks[0]
+        if not chunks:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        return np.concatenate(row_parts), np.concatenate(col_parts), np.concatenate(count_parts)
+        rows, buckets, counts = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+        return rows, buckets, counts
 
     def fit(self, X: PreparedComments, y: Any = None) -> HashedNgrams:
         """Learn document frequencies per bucket; keep the frequent ones, weight them by IDF."""

@@ -178,7 +178,7 @@ def score_fields(
     trusted_reason: str | None = None,
 ) -> list[dict[str, Any]]:
     """Score requests in one model call under their sites' policies (articles already resolved)."""
-    scored = loaded.model.score([_as_input(r) for r in requests], _thresholds(loaded, requests))
+    scored = score_together(loaded, requests)
     return [
         _response_fields(service, loaded, request, verdict, trusted_reason)
         for request, verdict in zip(requests, scored, strict=True)
@@ -280,7 +280,10 @@ def shadow_after(
 
 
 def _score_one(service: Service, loaded: LoadedModel, request: ScoreRequest) -> ScoreResponse:
-    scored = loaded.model.score([_as_input(request)], _thresholds(loaded, [request]))[0]
+    return _response(service, loaded, request, score_together(loaded, [request])[0])
+
+
+def _response(service: Service, loaded: LoadedModel, request: ScoreRequest, scored: Scored) -> ScoreResponse:
     return ScoreResponse(**_response_fields(service, loaded, request, scored))
 
 
@@ -309,8 +312,7 @@ async def score_comment(service: Service, loaded: LoadedModel, request: ScoreReq
         if _scoring_cost(request) <= INLINE_SCORING_BUDGET:
             return _score_one(service, loaded, request)
         return await run_in_threadpool(_score_one, service, loaded, request)
-    scored = await batcher.submit(loaded, request)
-    return ScoreResponse(**_response_fields(service, loaded, request, scored))
+    return _response(service, loaded, request, await batcher.submit(loaded, request))
 
 
 # Measured with 1000 sequential requests against uvicorn (tiny model, 2 cores): an `async def` that

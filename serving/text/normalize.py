@@ -363,9 +363,8 @@ _SCRIPT_MEMO_CHARS = 1000
 
 def dominant_script(text: str) -> str:
     """'arabic', 'latin', 'mixed' or 'none' from the letters of a text (masks are ignored)."""
-    if len(text or "") <= _SCRIPT_MEMO_CHARS:
-        return _remembered_script(text or "")
-    return _dominant_script(text)
+    text = text or ""
+    return _remembered_script(text) if len(text) <= _SCRIPT_MEMO_CHARS else _dominant_script(text)
 
 
 @lru_cache(maxsize=4096)
@@ -374,7 +373,7 @@ def _remembered_script(text: str) -> str:
 
 
 def _dominant_script(text: str) -> str:
-    cleaned = text or ""
+    cleaned = text
     for token in MASK_TOKENS:
         cleaned = cleaned.replace(token, " ")
     arabic, latin = script_profile(cleaned)

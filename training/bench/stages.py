@@ -132,11 +132,13 @@ class _PartTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._wrapped: list[tuple[Any, str]] = []
 
     def wrap(self, owner: Any, method: str, name: str) -> None:
         inner = getattr(owner, method, None)
         if inner is None:
             return
+        self._wrapped.append((owner, method))
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -146,6 +148,12 @@ class _PartTimer:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
         setattr(owner, method, timed)
+
+    def unwrap(self) -> None:
+        """Drop the wrappers: they live on the instances only, over the classes' methods."""
+        for owner, method in self._wrapped:
+            vars(owner).pop(method, None)
+        self._wrapped.clear()
 
 
 def single_call_parts(model: Any, items: Sequence[Any]) -> dict[str, float] | None:
@@ -171,15 +179,7 @@ def single_call_parts(model: Any, items: Sequence[Any]) -> dict[str, float] | No
     for item in items:
         model.score([item], explain=True)
     total = time.perf_counter() - started
-    for name in list(vars(model)):  # the wrappers live on the instances only: drop them
-        if name in ("_prepare", "_explain"):
-            delattr(model, name)
-    for part in [model._base, *model._heads]:
-        vars(part).pop("rows", None)
-        vars(part).pop("proba", None)
-    if relevance is not None:
-        vars(relevance).pop("feature_rows", None)
-        vars(relevance).pop("relations", None)
+    timer.unwrap()
     seconds = dict(timer.seconds)
     if "relevance: features and rule" in seconds:
         seconds["relevance: rule"] = seconds.pop("relevance: features and rule") - seconds.get(
