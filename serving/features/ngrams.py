@@ -173,6 +173,35 @@ class HashedGrams:
     joined: str
 
 
+class _BatchGrams:
+    """A batch's n-gram counts and, when it was hashed in one chunk, its grams, with each row's
+    positions among them found on first use (explanations ask for a few rows of a batch)."""
+
+    __slots__ = ("_bounds", "_order", "counts", "grams")
+
+    def __init__(self, counts: tuple[np.ndarray, np.ndarray, np.ndarray], grams: HashedGrams | None):
+        self.counts = counts
+        self.grams = grams
+        self._order: np.ndarray | None = None
+        self._bounds: np.ndarray | None = None
+
+    def row(self, row: int) -> HashedGrams | None:
+        grams = self.grams
+        if grams is None:
+            return None
+        if self._order is None or self._bounds is None:
+            # Stable: a row's grams keep their order, so ties between names break as for the row alone.
+            self._order = np.argsort(grams.doc, kind="stable")
+            self._bounds = np.searchsorted(
+                grams.doc[self._order], np.arange(int(grams.doc.max(initial=0)) + 2)
+            )
+        if row + 1 >= len(self._bounds):
+            at = self._order[:0]
+        else:
+            at = self._order[self._bounds[row] : self._bounds[row + 1]]
+        return HashedGrams(grams.doc[at], grams.bucket[at], grams.begin[at], grams.end[at], grams.joined)
+
+
 def char_wb_grams(texts: Sequence[str], ngram_range: tuple[int, int], bits: int) -> HashedGrams:
     """Character n-grams inside space-padded words (like sklearn's char_wb), hashed to `bits` bits."""
     pieces: list[str] = []
@@ -312,22 +341,26 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
 
     def _counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, bucket, count) of every distinct n-gram bucket per text, sorted by row then bucket."""
+        return self._counts_and_grams(texts)[0]
+
+    def _counts_and_grams(
+        self, texts: Sequence[str]
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], HashedGrams | None]:
+        """`_counts`, and the hashed grams behind them when the texts were hashed in one chunk (a
+        scoring batch): explanations name a row's columns from them instead of hashing it again."""
         if len(texts) == 1:
             # Serving's hot path: the base model and a head ask for the same comment's grams.
             found = _single_text_grams(self, texts[0])
-            self.__dict__["_last"] = (texts[0], found)  # explain_names reuses it
-            return _distinct_counts(found, 0, self.n_bits)
+            return _distinct_counts(found, 0, self.n_bits), found
+        if len(texts) <= _HASH_CHUNK:
+            found = self.grams(texts)
+            return _distinct_counts(found, 0, self.n_bits), found
         chunks = [
             _distinct_counts(self.grams(texts[start : start + _HASH_CHUNK]), start, self.n_bits)
             for start in range(0, len(texts), _HASH_CHUNK)
         ]
-        if len(chunks) == 1:
-            return chunks[0]
-        if not chunks:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
         rows, buckets, counts = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
-        return rows, buckets, counts
+        return (rows, buckets, counts), None
 
     def fit(self, X: PreparedComments, y: Any = None) -> HashedNgrams:
         """Learn document frequencies per bucket; keep the frequent ones, weight them by IDF."""
@@ -379,22 +412,28 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
         """(row, column, value) of the non-zero TF-IDF weights, rows ascending."""
         return self._weigh(self._shared_counts(X), len(X))
 
+    def _memo_key(self) -> tuple[Any, ...]:
+        return ("hashed-ngrams", self.analyzer, tuple(self.ngram_range), self.n_bits)
+
     def _shared_counts(self, X: PreparedComments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`_counts` of the batch, computed once for every block that hashes alike (the base model's
-        and a head's blocks), through the batch's memo."""
+        and a head's blocks), through the batch's memo; the batch's grams are kept there too, for
+        `row_grams`."""
         memo = getattr(X, "memo", None)
         if memo is None:
             return self._counts(X.text)
-        key = ("hashed-ngrams", self.analyzer, tuple(self.ngram_range), self.n_bits)
+        key = self._memo_key()
         found = memo.get(key)
         if found is None:
-            counts = self._counts(X.text)
-            memo[key] = (counts, self.__dict__.get("_last"))
-            return counts
-        counts, last = found
-        if last is not None:
-            self.__dict__["_last"] = last  # explain_names reads this comment's grams from it
-        return counts
+            found = memo[key] = _BatchGrams(*self._counts_and_grams(X.text))
+        return found.counts
+
+    def row_grams(self, X: PreparedComments, row: int) -> HashedGrams | None:
+        """The grams of one row of a batch this block (or one hashing alike) has transformed, or None
+        when the batch kept none (never transformed, or hashed in several chunks)."""
+        memo = getattr(X, "memo", None)
+        found = memo.get(self._memo_key()) if memo is not None else None
+        return found.row(row) if found is not None else None
 
     def transform(self, X: PreparedComments) -> sp.csr_matrix:
         """Sparse TF-IDF matrix of the comments over the hashed buckets."""
@@ -405,25 +444,31 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
         """Width of the block: one column per kept bucket."""
         return len(self.idf_)
 
-    def explain_names(self, text: str, columns: Sequence[int] | None = None) -> dict[int, str]:
-        """Column → the longest n-gram of this (normalised) text that landed in it (only `columns`)."""
-        last = self.__dict__.get("_last")
-        found = last[1] if last is not None and last[0] == text else self.grams([text])
+    def explain_names(
+        self, text: str, columns: Sequence[int] | None = None, found: HashedGrams | None = None
+    ) -> dict[int, str]:
+        """Column → the longest n-gram of this (normalised) text that landed in it (only `columns`).
+
+        `found`: the text's grams when the caller has them (`row_grams`); else they are hashed."""
+        if found is None:
+            found = _single_text_grams(self, text)
         gram_columns = self.columns_[found.bucket]
         wanted = gram_columns >= 0
         if columns is not None:
-            wanted &= np.isin(gram_columns, np.asarray(columns, dtype=gram_columns.dtype))
+            # Membership in a few dozen columns: a sorted lookup, cheaper than np.isin's set machinery.
+            targets = np.unique(np.asarray(columns, dtype=gram_columns.dtype))
+            if not len(targets):
+                return {}
+            at = np.minimum(np.searchsorted(targets, gram_columns), len(targets) - 1)
+            wanted &= targets[at] == gram_columns
         picked = np.flatnonzero(wanted)
         picked = picked[np.argsort(found.begin[picked] - found.end[picked], kind="stable")]
         names: dict[int, str] = {}
-        for i in picked.tolist():
-            names.setdefault(int(gram_columns[i]), found.joined[found.begin[i] : found.end[i]])
+        joined, begins, ends = found.joined, found.begin, found.end
+        for i, column in zip(picked.tolist(), gram_columns[picked].tolist(), strict=True):
+            if column not in names:
+                names[column] = joined[begins[i] : ends[i]]
         return names
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_last", None)  # a per-process memo of the last comment, never pickled
-        return state
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Column names by bucket (the n-grams behind a bucket are only known per comment: explain_names)."""

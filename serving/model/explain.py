@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ def linear_view(classifier: Any, n_classes: int) -> np.ndarray | None:
 _MASK_NAMES = {URL_TOKEN: "a link", PHONE_TOKEN: "a phone number", EMAIL_TOKEN: "an e-mail address"}
 
 
+@lru_cache(maxsize=8192)
 def display_gram(gram: str) -> str | None:
     """How an n-gram reads to a moderator (masks by name); None for fragments too short to mean much."""
     for token, name in _MASK_NAMES.items():

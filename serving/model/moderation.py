@@ -278,15 +278,20 @@ class ModerationModel:
             ]
         return part.ngram_layout
 
-    def _ngram_names(self, part: _Part, columns: np.ndarray, text: str) -> list[str | None]:
+    def _ngram_names(
+        self, part: _Part, columns: np.ndarray, prepared: PreparedComments, row: int
+    ) -> list[str | None]:
         """The n-gram behind each feature column of this comment (None for non-n-gram features)."""
+        text = prepared.text[row]
         names: list[str | None] = [None] * len(columns)
         for transformer, offset, width in self._ngram_blocks(part):
             inside = np.flatnonzero((columns >= offset) & (columns < offset + width))
             if not len(inside):
                 continue
             if hasattr(transformer, "explain_names"):
-                by_column = transformer.explain_names(text, (columns[inside] - offset).tolist())
+                # The grams the features hashed for this row, when the batch kept them: not hashed again.
+                found = transformer.row_grams(prepared, row) if hasattr(transformer, "row_grams") else None
+                by_column = transformer.explain_names(text, (columns[inside] - offset).tolist(), found=found)
                 for i in inside.tolist():
                     names[i] = by_column.get(int(columns[i]) - offset)
             else:
@@ -321,7 +326,7 @@ class ModerationModel:
         contributions = values * weights[k, columns]
         order = np.argsort(-contributions)[:40]
         order = order[contributions[order] > 0]
-        grams = self._ngram_names(part, columns[order], prepared.text[row])
+        grams = self._ngram_names(part, columns[order], prepared, row)
         ngram_weights = [
             (gram, float(value))
             for gram, value in zip(grams, contributions[order].tolist(), strict=True)
@@ -329,8 +334,10 @@ class ModerationModel:
         ]
         shown: set[str] = set()
         for gram, value in ngram_weights:
+            if len(reasons) >= 8:
+                break
             display = display_gram(gram.strip())
-            if len(reasons) >= 8 or display is None or display in shown:
+            if display is None or display in shown:
                 continue
             if any(display in s or s in display for s in shown):
                 continue

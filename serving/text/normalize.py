@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pyarabic.araby as araby
 
 # Mask tokens: lower-case ASCII words, so both char and word n-grams see them as one unit.
@@ -203,7 +204,10 @@ class _Tracked:
         starts: list[int] = []
         ends: list[int] = []
         last = 0
-        for match in pattern.finditer(self.text):
+        matches = list(pattern.finditer(self.text))
+        if not matches:  # most patterns match nothing in most comments: keep the map as it is
+            return
+        for match in matches:
             a, b = match.span()
             pieces.append(self.text[last:a])
             starts.extend(self.starts[last:a])
@@ -312,21 +316,33 @@ def normalize(text: str) -> str:
     return out.strip()
 
 
+def _rewrite_with_offsets(text: str) -> _Tracked:
+    """`rewrite_chars(text)` and, per output character, the [start, end) slice of `text` it came from.
+
+    A character rewritten to several (a ligature) gives each of them its own slice; a dropped mark
+    (diacritic, tatweel, zero-width) belongs to the character before it, whose last output character
+    then ends after the mark. Computed over code point arrays: a Python loop per character was most
+    of an explanation's cost on long comments."""
+    rewritten = rewrite_chars(text)
+    n = len(text)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    widths = np.fromiter(
+        (len(_REWRITE_TABLE[code]) for code in distinct.tolist()), dtype=np.int64, count=len(distinct)
+    )[inverse]
+    starts = np.repeat(np.arange(n, dtype=np.int64), widths)
+    ends = starts + 1
+    kept = np.flatnonzero(widths)
+    if len(kept):
+        # The last output character of each kept one ends where the next kept character begins.
+        last_output = np.cumsum(widths)[kept] - 1
+        ends[last_output] = np.append(kept[1:], n)
+    return _Tracked(rewritten, starts.tolist(), ends.tolist())
+
+
 def normalize_with_offsets(text: str) -> NormalizedText:
     """Normalize like `normalize` and keep each output character's slice of the original."""
-    pieces: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    for index, ch in enumerate(text or ""):
-        rewritten = _cached_char_rewrite(ch)
-        if rewritten:
-            pieces.append(rewritten)
-            starts.extend([index] * len(rewritten))
-            ends.extend([index + 1] * len(rewritten))
-        elif ends:
-            # A dropped mark (diacritic, tatweel, zero-width) belongs to the letter before it.
-            ends[-1] = index + 1
-    tracked = _Tracked("".join(pieces), starts, ends)
+    tracked = _rewrite_with_offsets(text or "")
     for pattern, repl, may_match in _SUBSTITUTIONS:
         if may_match is None or may_match(tracked.text):
             tracked.sub(pattern, repl)

@@ -116,6 +116,27 @@ def test_explain_names_are_grams_of_the_text(prepared: PreparedComments) -> None
     assert all(name in text for name in names.values())
 
 
+@pytest.mark.parametrize("analyzer", ["char_wb", "word"])
+def test_a_batch_row_names_its_columns_as_the_text_alone_does(
+    prepared: PreparedComments, analyzer: str
+) -> None:
+    # Explanations read a row's grams from the batch the features hashed instead of hashing it again.
+    block = HashedNgrams(analyzer=analyzer, ngram_range=(1, 3), n_bits=12, min_df=1).fit(prepared)
+    batch = _rows(prepared, list(range(len(prepared))))
+    assert block.row_grams(batch, 0) is None  # nothing hashed for this batch yet
+    block.sparse_parts(batch)
+    # 12 bits: many grams share a bucket, so which gram names a column depends on their order too.
+    for row in range(len(batch)):
+        found = block.row_grams(batch, row)
+        assert found is not None
+        assert block.explain_names(batch.text[row], found=found) == block.explain_names(batch.text[row])
+        columns = sorted(block.explain_names(batch.text[row]))[::2]
+        assert block.explain_names(batch.text[row], columns, found=found) == {
+            column: name for column, name in block.explain_names(batch.text[row]).items() if column in columns
+        }
+    assert block.row_grams(batch, len(batch) + 3).bucket.size == 0
+
+
 def test_pickled_block_transforms_identically(prepared: PreparedComments) -> None:
     block = HashedNgrams(n_bits=14, min_df=1).fit(prepared)
     copy = pickle.loads(pickle.dumps(block))

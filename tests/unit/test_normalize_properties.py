@@ -1,12 +1,13 @@
 """Property tests: any Unicode string normalizes without error and every span stays inside it."""
 
 import json
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.text.normalize import normalize, normalize_with_offsets
+from serving.text.normalize import normalize, normalize_with_offsets, rewrite_chars
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +75,35 @@ def test_spans_of_a_scored_comment_stay_inside_it(tiny_pipeline) -> None:
             assert 0 <= span.begin < span.end <= len(text)
 
     check()
+
+
+def _character_map(text: str) -> tuple[str, list[int], list[int]]:
+    """The character rewrite with offsets, one character at a time: the definition the array version
+    of normalize_with_offsets must keep (marks dropped into the character before them)."""
+    out, starts, ends = "", [], []
+    for index, ch in enumerate(text):
+        rewritten = rewrite_chars(ch)
+        out += rewritten
+        starts += [index] * len(rewritten)
+        ends += [index + 1] * len(rewritten)
+        if not rewritten and ends:
+            ends[-1] = index + 1
+    return out, starts, ends
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(TRICKY, st.characters()), max_size=80).map("".join))
+def test_character_offsets_follow_their_character_by_character_definition(text: str) -> None:
+    # Spaces and everything a substitution could rewrite are left out: this checks the first pass only.
+    text = "".join(ch for ch in text if ch.isalpha() or unicodedata.category(ch) in ("Mn", "Cf", "Lm"))
+    tracked = normalize_with_offsets(text)
+    out, starts, ends = _character_map(text)
+    if tracked.text == out:  # no substitution and nothing stripped: the maps must agree exactly
+        assert (list(tracked.starts), list(tracked.ends)) == (starts, ends)
+
+
+def test_a_ligature_maps_each_of_its_letters_to_itself_and_marks_to_their_letter() -> None:
+    tracked = normalize_with_offsets("\ufefbحَّد")
+    assert tracked.text == "لاحد"
+    assert list(tracked.starts) == [0, 0, 1, 4]
+    assert list(tracked.ends) == [1, 1, 4, 5]
