@@ -11,6 +11,7 @@ Sections (each can be run alone with `--only`; the others are kept in the file a
 - dask      the Dask engine's throughput, when training/dask_engine.py provides it
 - abuse     the abusive head, leave-one-source-out, beside the baseline and the previous model
 - relevance off_topic against the article, out of fold by article, beside plain cosine and the model before
+- retrain   today's code trains the public experiment twice: reproducible? quality against the champion?
 
 The figures also go to MLflow (experiment `raqib-bench`). `make soak` (training/soak.py) adds the
 soak section.
@@ -70,6 +71,7 @@ RUN_ORDER = SECTIONS = (
     "abuse",
     "relevance",
     "training",
+    "retrain",
 )
 
 
@@ -297,6 +299,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
     from training.bench.fasttext import fasttext_section
     from training.bench.quality import quality_section
     from training.bench.relevance import relevance_section
+    from training.bench.retrain import retrain_section
     from training.bench.stages import stages_section
 
     return {
@@ -310,6 +313,7 @@ def _runners(bundle: Path, metadata: dict[str, Any]) -> dict[str, Callable[[], S
         "dask": lambda: dask_section(bundle),
         "abuse": abuse_section,
         "relevance": lambda: relevance_section(bundle),
+        "retrain": lambda: retrain_section(bundle, metadata),
     }
 
 
@@ -320,14 +324,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="Run this section only (repeatable)."
     )
-    parser.add_argument("--skip-training", action="store_true", help="Leave the ~75 s training run out.")
+    parser.add_argument(
+        "--skip-training", action="store_true", help="Leave the training runs out (training, retrain)."
+    )
     parser.add_argument("--no-mlflow", action="store_true", help="Do not log a run to MLflow.")
     args = parser.parse_args(argv)
     bundle: Path = args.bundle
     if not (bundle / "model.joblib").is_file():
         parser.error(f"no bundle at {bundle}: run `make demo` (or raqib train/promote/export) first")
     metadata = _metadata(bundle)
-    chosen = set(args.only or SECTIONS) - ({"training"} if args.skip_training else set())
+    chosen = set(args.only or SECTIONS) - ({"training", "retrain"} if args.skip_training else set())
     runners = _runners(bundle, metadata)
     header = header_lines(bundle, metadata)
     done: list[Section] = []
