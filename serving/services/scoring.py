@@ -279,12 +279,20 @@ def shadow_after(
     background.add_task(service.models.shadow_tracker.run, slot.loaded, cases, store, service.metrics, source)
 
 
-def _score_one(service: Service, loaded: LoadedModel, request: ScoreRequest) -> ScoreResponse:
-    return _response(service, loaded, request, score_together(loaded, [request])[0])
+def _score_one(
+    service: Service, loaded: LoadedModel, request: ScoreRequest, trusted_reason: str | None = None
+) -> ScoreResponse:
+    return _response(service, loaded, request, score_together(loaded, [request])[0], trusted_reason)
 
 
-def _response(service: Service, loaded: LoadedModel, request: ScoreRequest, scored: Scored) -> ScoreResponse:
-    return ScoreResponse(**_response_fields(service, loaded, request, scored))
+def _response(
+    service: Service,
+    loaded: LoadedModel,
+    request: ScoreRequest,
+    scored: Scored,
+    trusted_reason: str | None = None,
+) -> ScoreResponse:
+    return ScoreResponse(**_response_fields(service, loaded, request, scored, trusted_reason))
 
 
 def score_together(loaded: LoadedModel, requests: Sequence[ScoreRequest]) -> list[Scored]:
@@ -305,14 +313,47 @@ def comment_batcher(settings: Settings, metrics: ServiceMetrics) -> CommentBatch
     )
 
 
-async def score_comment(service: Service, loaded: LoadedModel, request: ScoreRequest) -> ScoreResponse:
-    """One /v1/score comment, scored together with the comments waiting at the same time."""
+async def score_comment(
+    service: Service, loaded: LoadedModel, request: ScoreRequest, trusted_reason: str | None = None
+) -> ScoreResponse:
+    """One comment (/v1/score's, or an integration's), scored together with the comments waiting at
+    the same time. `trusted_reason`: an integration vouches for the author (see `_response_fields`)."""
     batcher = service.batcher
     if batcher is None:
         if _scoring_cost(request) <= INLINE_SCORING_BUDGET:
-            return _score_one(service, loaded, request)
-        return await run_in_threadpool(_score_one, service, loaded, request)
-    return _response(service, loaded, request, await batcher.submit(loaded, request))
+            return _score_one(service, loaded, request, trusted_reason)
+        return await run_in_threadpool(_score_one, service, loaded, request, trusted_reason)
+    return _response(service, loaded, request, await batcher.submit(loaded, request), trusted_reason)
+
+
+async def score_integration_comment(
+    service: Service,
+    loaded: LoadedModel,
+    store: Store | None,
+    request: ScoreRequest,
+    source: str,
+    *,
+    keep: bool = True,
+    trusted_reason: str | None = None,
+    finder: ArticleFinder | None = None,
+    via_coral: bool = False,
+) -> ScoreResponse:
+    """One comment from Coral, Perspective or Akismet, taken as /v1/score takes one: the article looked
+    up in the store when it is named but not sent (on the threadpool; with a `finder`, fetched in the
+    background when unknown, and the reasons say which), the comment scored with the comments waiting
+    at the same time, and its decision audited before the answer (unless `keep` is false: a test call).
+    """
+    article_reason = None
+    if needs_article_lookup(request):
+        request, article_reason = await run_in_threadpool(
+            resolve_article_context, store, request, finder, via_coral
+        )
+    response = await score_comment(service, loaded, request, trusted_reason)
+    if article_reason is not None:
+        response.reasons.append(article_reason)
+    if keep:
+        await audit_from_loop(service, store, [audit_entry(request, response, source)])
+    return response
 
 
 # Measured with 1000 sequential requests against uvicorn (tiny model, 2 cores): an `async def` that

@@ -28,13 +28,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, key_matches, store_unavailable
 from serving.model.decisions import APPROVE, REJECT
-from serving.runtime.loaded import LoadedModel
 from serving.runtime.ratelimit import caller_id
 from serving.schema import ON_TOPIC, SPAM
 from serving.services.context import Service
 from serving.services.errors import ApiError
-from serving.services.schemas import RATE_LIMIT_HEADERS, ScoreRequest, ScoreResponse, request_body
-from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.services.schemas import RATE_LIMIT_HEADERS, ScoreRequest, request_body
+from serving.services.scoring import score_integration_comment
 from serving.store.errors import StoreError
 from serving.store.records import FeedbackEntry
 from serving.store.store import Store
@@ -206,16 +205,6 @@ def _verdict(body: str, headers: Mapping[str, str] | None = None) -> PlainTextRe
     return _text(body, headers={**(headers or {}), GUID_HEADER: uuid.uuid4().hex})
 
 
-def _check(
-    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, keep: bool
-) -> ScoreResponse:
-    request = resolve_article(store, request)
-    response = score_requests(service, loaded, [request])[0]
-    if keep:
-        audit_quietly(service, store, [audit_entry(request, response, "akismet")])
-    return response
-
-
 @router.post(
     COMMENT_CHECK_PATH,
     response_class=PlainTextResponse,
@@ -270,7 +259,9 @@ async def comment_check(request: Request, service: ServiceDep, store: OptionalSt
         )
     except ValidationError as exc:
         return akismet_failure(400, f"invalid comment: {exc.errors()[0]['msg']}")
-    response = await run_in_threadpool(_check, service, loaded, store, score_request, not comment.testing)
+    response = await score_integration_comment(
+        service, loaded, store, score_request, "akismet", keep=not comment.testing
+    )
     if response.action == APPROVE:
         return _verdict("false")
     headers = {PRO_TIP_HEADER: "discard"} if response.action == REJECT else None

@@ -26,7 +26,6 @@ from serving.api.deps import OptionalStoreDep, ServiceDep, enforce_rate_limit, s
 from serving.api.integrations.signatures import CORAL_HEADER, SignatureError, verify_coral
 from serving.api.integrations.webhooks import EventOutcome, handle_event
 from serving.model.decisions import REJECT
-from serving.runtime.loaded import LoadedModel
 from serving.runtime.policy import OBSERVE
 from serving.schema import ABUSIVE, SPAM
 from serving.services.context import Service
@@ -48,7 +47,7 @@ from serving.services.schemas import (
     error_responses,
     request_body,
 )
-from serving.services.scoring import audit_entry, audit_quietly, resolve_article_context, score_requests
+from serving.services.scoring import score_integration_comment
 from serving.store.records import Article, FeedbackEntry
 from serving.store.store import Store, body_digest
 from serving.store.writer import StoreWriter
@@ -239,18 +238,6 @@ def coral_verdict(response: ScoreResponse) -> CoralModerationResponse | None:
     )
 
 
-def _moderate(
-    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, staff: bool
-) -> ScoreResponse:
-    finder = service.remote.finder if service.remote is not None else None
-    request, article_reason = resolve_article_context(store, request, finder, via_coral=True)
-    response = score_requests(service, loaded, [request], "Coral staff role" if staff else None)[0]
-    if article_reason is not None:
-        response.reasons.append(article_reason)
-    audit_quietly(service, store, [audit_entry(request, response, "coral")])
-    return response
-
-
 def _score_request(payload: CoralModerationRequest, text: str, site: str | None) -> ScoreRequest | None:
     story = payload.story
     # No comment id from Coral: a provisional one joins this score to the comment's later events.
@@ -306,7 +293,17 @@ async def coral_moderate(
     try:
         # Scoring takes milliseconds; the deadline keeps a stalled store from outlasting Coral's timeout.
         response = await asyncio.wait_for(
-            run_in_threadpool(_moderate, service, loaded, store, score_request, staff), budget
+            score_integration_comment(
+                service,
+                loaded,
+                store,
+                score_request,
+                "coral",
+                trusted_reason="Coral staff role" if staff else None,
+                finder=service.remote.finder if service.remote is not None else None,
+                via_coral=True,
+            ),
+            budget,
         )
     except TimeoutError:
         logger.warning(

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -41,7 +40,7 @@ from serving.schema import ABUSIVE, OFF_TOPIC, ON_TOPIC, SPAM
 from serving.services.context import Service
 from serving.services.errors import ApiError, dotted_field
 from serving.services.schemas import ScoreRequest, ScoreResponse, error_responses
-from serving.services.scoring import audit_entry, audit_quietly, resolve_article, score_requests
+from serving.services.scoring import score_integration_comment
 from serving.store.errors import StoreError
 from serving.store.records import Article, FeedbackEntry
 from serving.store.store import Store
@@ -417,16 +416,6 @@ def _span_scores(
     return [SpanScore(begin=0, end=len(text), score=Score(value=value))]
 
 
-def _analyze(
-    service: Service, loaded: LoadedModel, store: Store | None, request: ScoreRequest, keep: bool
-) -> ScoreResponse:
-    request = resolve_article(store, request)
-    response = score_requests(service, loaded, [request])[0]
-    if keep:
-        audit_quietly(service, store, [audit_entry(request, response, "perspective")])
-    return response
-
-
 @router.post(
     ANALYZE_PATH,
     response_model=AnalyzeResponse,
@@ -464,7 +453,9 @@ async def analyze(
         )
     except ValidationError as exc:
         raise PerspectiveError(400, f"Invalid comment: {exc.errors()[0]['msg']}") from None
-    response = await run_in_threadpool(_analyze, service, loaded, store, request, not body.doNotStore)
+    response = await score_integration_comment(
+        service, loaded, store, request, "perspective", keep=not body.doNotStore
+    )
     thresholds = {name.upper(): options.scoreThreshold for name, options in body.requestedAttributes.items()}
     scores: dict[str, AttributeScores] = {}
     for name in names:
