@@ -29,6 +29,7 @@ SECTION_ORDER = (
     "latency",
     "http",
     "training",
+    "retrain",
     "server",
     "dask",
     "soak",
@@ -96,6 +97,31 @@ def measured_on() -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cpu = platform.processor() or platform.machine()
     return f"Measured {stamp} on {os.cpu_count()} cores ({cpu}), load average {load}."
+
+
+def cpu_times(stat: str | None = None) -> tuple[int, int] | None:
+    """(steal, total) jiffies of the whole machine from /proc/stat's first line (None off Linux).
+
+    Steal is time a virtual machine's CPUs were ready to run but the hypervisor ran another guest:
+    figures measured while it is high are low, whatever the code does."""
+    if stat is None:
+        try:
+            stat = Path("/proc/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+    fields = stat.split("\n", 1)[0].split()
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user)
+    values = [int(v) for v in fields[1:9]]
+    return values[7], sum(values)
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time stolen between two `cpu_times` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def skipped(key: str, title: str, reason: str) -> Section:

@@ -49,12 +49,14 @@ from training.bench.quality import PUBLIC_BUILD, PUBLIC_CONFIG
 from training.bench.report import (
     Goal,
     Section,
+    cpu_times,
     header_lines,
     log_to_mlflow,
     measured_on,
     missed_by,
     model_label,
     skipped,
+    stolen_share,
     write_results,
 )
 from training.bench.stages import call_timings, starter_comments
@@ -342,12 +344,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"== {key}", flush=True)
         started = time.perf_counter()
         before = _metadata(bundle)
+        cpu_before = cpu_times()
         try:
             section = runners[key]()
         except Exception as exc:  # one broken section must not lose the others' figures
             failed = True
             traceback.print_exc()
             section = skipped(key, key, f"failed with {exc.__class__.__name__}: {exc}")
+        stolen = stolen_share(cpu_before, cpu_times())
+        if stolen is not None:
+            section.figures["cpu_stolen_share"] = stolen
+            section.lines += [
+                "",
+                f"CPU time stolen by the hypervisor while this section ran: {stolen:.1%} of the machine's "
+                "(a virtual machine's neighbours; speed figures taken while it is high are low).",
+            ]
         after = _metadata(bundle)
         section.model = model_label(bundle, before)
         if after.get("sha256") != before.get("sha256"):
