@@ -189,6 +189,8 @@ class _BatchGrams:
         grams = self.grams
         if grams is None:
             return None
+        if row == 0 and not grams.doc.any():
+            return grams  # one comment (a server's request): its grams are the batch's
         if self._order is None or self._bounds is None:
             # Stable: a row's grams keep their order, so ties between names break as for the row alone.
             self._order = np.argsort(grams.doc, kind="stable")

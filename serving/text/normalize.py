@@ -316,6 +316,26 @@ def normalize(text: str) -> str:
     return out.strip()
 
 
+# Length of each Basic Multilingual Plane code point's rewrite, -1 until first seen: one array lookup
+# per comment instead of sorting its code points to look each distinct one up.
+_BMP_WIDTHS = np.full(0x10000, -1, dtype=np.int16)
+
+
+def _rewrite_widths(codes: np.ndarray) -> np.ndarray:
+    """How many characters each code point becomes under `rewrite_chars`."""
+    if codes.size and int(codes.max()) >= 0x10000:  # emoji and other astral characters: per distinct code
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        found = [len(_REWRITE_TABLE[code]) for code in distinct.tolist()]
+        return np.asarray(found, dtype=np.int64)[inverse]
+    widths = _BMP_WIDTHS[codes]
+    unseen = widths < 0
+    if unseen.any():
+        for code in set(codes[unseen].tolist()):
+            _BMP_WIDTHS[code] = len(_REWRITE_TABLE[code])
+        widths = _BMP_WIDTHS[codes]
+    return widths.astype(np.int64)
+
+
 def _rewrite_with_offsets(text: str) -> _Tracked:
     """`rewrite_chars(text)` and, per output character, the [start, end) slice of `text` it came from.
 
@@ -325,11 +345,7 @@ def _rewrite_with_offsets(text: str) -> _Tracked:
     of an explanation's cost on long comments."""
     rewritten = rewrite_chars(text)
     n = len(text)
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    distinct, inverse = np.unique(codes, return_inverse=True)
-    widths = np.fromiter(
-        (len(_REWRITE_TABLE[code]) for code in distinct.tolist()), dtype=np.int64, count=len(distinct)
-    )[inverse]
+    widths = _rewrite_widths(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
     starts = np.repeat(np.arange(n, dtype=np.int64), widths)
     ends = starts + 1
     kept = np.flatnonzero(widths)
