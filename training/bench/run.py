@@ -357,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             section.lines += [
                 "",
                 f"CPU time stolen by the hypervisor while this section ran: {stolen:.1%} of the machine's "
-                "(a virtual machine's neighbours; speed figures taken while it is high are low).",
+                "(other guests of a virtual machine's host; speed figures taken while it is high are low, "
+                "though this machine's figures also move between runs when it is near 0).",
             ]
         after = _metadata(bundle)
         section.model = model_label(bundle, before)
