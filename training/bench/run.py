@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -215,44 +216,129 @@ def training_section(config: Path = PUBLIC_CONFIG, data: Path = PUBLIC_BUILD) ->
     return Section("training", title, lines, goals, figures)
 
 
-def server_section(bundle: Path, runs: int = 3) -> Section:
-    """Seconds from process start to /readyz 200 and the server's RSS then (median of `runs`), bundle size."""
-    stamp = measured_on()
+LOCK_FILE = Path(".ci/requirements.lock")
+
+
+def serving_host_python(workdir: Path) -> Path:
+    """The Python of a fresh venv holding what a serving host installs: `pip install '.[serve]'` with the
+    locked versions, from a copy of this checkout's files (the build writes nothing into the checkout).
+
+    The development venv also holds the training and bench extras (pandas, pyarrow, MLflow), and
+    scikit-learn imports pandas whenever it is installed: the server there is bigger than as deployed."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode("utf-8")
+    source = workdir / "src"
+    for name in filter(None, listed.split("\0")):
+        path = Path(name)
+        if path.is_file():
+            (source / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / path)
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # Byte-compiled, as pip installs by default: a host's first start does not compile every module.
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(LOCK_FILE.resolve()), f"{source}[serve]"],
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+def _starts(
+    bundle: Path, tmp: Path, runs: int, label: str, python: str = sys.executable, cwd: Path | None = None
+) -> tuple[list[float], list[float]]:
+    """Seconds to ready and RSS then, for `runs` starts of the server with this Python."""
     starts, memories = [], []
-    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
-        for run in range(runs):
-            port = free_port()
-            state = Path(tmp) / f"state-{run}"
-            env = server_env(bundle, state)
-            with ServerProcess(
-                uvicorn_command(RAQIB_APP, port), port, env, Path(tmp) / "server.log"
-            ) as server:
-                starts.append(server.wait_ready())
-                memories.append(server.tree_rss_mb())
+    for run in range(runs):
+        port = free_port()
+        env = server_env(bundle, tmp / f"state-{label}-{run}")
+        command = [python, *uvicorn_command(RAQIB_APP, port)[1:]]
+        with ServerProcess(command, port, env, tmp / "server.log", cwd=cwd) as server:
+            starts.append(server.wait_ready())
+            memories.append(server.tree_rss_mb())
+    return starts, memories
+
+
+def server_section(bundle: Path, runs: int = 3) -> Section:
+    """Seconds from process start to /readyz 200 and the server's RSS then (median of `runs`), in this
+    venv and as a serving host installs it, and the bundle's size."""
+    stamp = measured_on()
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as name:
+        tmp = Path(name)
+        starts, memories = _starts(bundle, tmp, runs, "dev")
+        try:
+            print("server: installing '.[serve]' into a fresh venv (a serving host's install)", flush=True)
+            host_python = serving_host_python(tmp / "host")
+        except (subprocess.CalledProcessError, OSError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            host: tuple[list[float], list[float]] | None = None
+            host_note = f"not measured: the serving install failed ({exc}; {detail[-300:]!r})"
+        else:
+            # Started from the temporary directory: nothing of the checkout is importable there.
+            host = _starts(bundle, tmp, runs, "host", str(host_python), cwd=tmp / "host")
+            host_note = ""
     size_mb = (bundle / "model.joblib").stat().st_size / 1e6
     start, memory = statistics.median(starts), statistics.median(memories)
-    figures = {
+    figures: dict[str, Any] = {
         "cold_start_seconds": start,
         "cold_start_max_seconds": max(starts),
         "rss_mb": memory,
         "bundle_mb": size_mb,
     }
+    rows = [
+        f"| this venv (every extra: training, bench, tests) | {start:.2f} s ({max(starts):.2f} s) | "
+        f"{memory:.0f} MB |"
+    ]
+    judged = ("this venv", start, memory)
+    if host is not None:
+        host_start, host_memory = statistics.median(host[0]), statistics.median(host[1])
+        figures |= {
+            "serving_host_cold_start_seconds": host_start,
+            "serving_host_cold_start_max_seconds": max(host[0]),
+            "serving_host_rss_mb": host_memory,
+        }
+        rows.insert(
+            0,
+            f"| **a serving host's install** (`pip install '.[serve]'`) | **{host_start:.2f} s** "
+            f"({max(host[0]):.2f} s) | **{host_memory:.0f} MB** |",
+        )
+        judged = ("a serving host's install", host_start, host_memory)
     lines = [
         stamp,
         "",
-        f"Protocol: `uvicorn {RAQIB_APP} --factory --workers 1` started {runs} times; seconds from process "
-        "start to the first 200 from `/readyz` (imports, unpickling and verifying the bundle, warm-up) "
-        "and the process's RSS then; medians.",
+        f"Protocol: `uvicorn {RAQIB_APP} --factory --workers 1` started {runs} times in each install; "
+        "seconds from process start to the first 200 from `/readyz` (imports, unpickling and verifying "
+        "the bundle, warm-up) and the process's RSS then; medians. Two installs: what a serving host "
+        "installs (`pip install '.[serve]'` with `.ci/requirements.lock`, into a fresh venv, byte-compiled "
+        "as pip does; the goals are judged on it) and this development venv, which also holds the "
+        "training and bench extras: scikit-learn imports pandas (and pyarrow) whenever they are "
+        "installed, so the server is bigger there than as deployed.",
         "",
-        "| measure | value |",
-        "|---|---|",
-        f"| cold start to ready, median (max) | **{start:.2f} s** ({max(starts):.2f} s) |",
-        f"| RSS when ready, median | **{memory:.0f} MB** |",
-        f"| bundle size (`model.joblib`) | {size_mb:.1f} MB |",
+        "| install | cold start to ready, median (max) | RSS when ready, median |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Bundle size (`model.joblib`): {size_mb:.1f} MB."
+        + (f" Serving host: {host_note}." if host_note else ""),
     ]
+    where, judged_start, judged_memory = judged
     goals = [
-        Goal("server cold start to ready", f"{start:.2f} s", "≤ 3 s", missed_by(start, 3, " s")),
-        Goal("server RSS when ready", f"{memory:.0f} MB", "≤ 300 MB", missed_by(memory, 300, " MB")),
+        Goal(
+            f"server cold start to ready ({where})",
+            f"{judged_start:.2f} s",
+            "≤ 3 s",
+            missed_by(judged_start, 3, " s"),
+        ),
+        Goal(
+            f"server RSS when ready ({where})",
+            f"{judged_memory:.0f} MB",
+            "≤ 300 MB",
+            missed_by(judged_memory, 300, " MB"),
+        ),
     ]
     return Section("server", "Server cold start, memory and bundle size", lines, goals, figures)
 
