@@ -342,3 +342,52 @@ def test_cosine_scores_rank_a_comment_that_shares_the_articles_words_as_more_on_
     for fold in (0, 1):
         on, off, other = scores[frame["fold"].to_numpy() == fold]
         assert on < off and on < other
+
+
+def _cosine_by_refitting(frame: pd.DataFrame, n_folds: int) -> np.ndarray:
+    """The baseline's definition, spelled out: a TfidfVectorizer fitted on each fold's training
+    comments and distinct training articles, cosine of each test comment with its article."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    comments = [normalize(t) for t in frame["text"]]
+    articles = [
+        normalize(f"{t or ''} {b or ''}".strip())
+        for t, b in zip(frame["article_title"], frame["article_text"], strict=True)
+    ]
+    folds = frame["fold"].to_numpy()
+    out = np.zeros(len(frame))
+    for f in range(n_folds):
+        train = folds != f
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+        vectorizer.fit(
+            [c for c, m in zip(comments, train, strict=True) if m]
+            + sorted({a for a, m in zip(articles, train, strict=True) if m and a})
+        )
+        for i in np.flatnonzero(folds == f):
+            pair = vectorizer.transform([comments[i], articles[i]])
+            out[i] = -float(pair[0].multiply(pair[1]).sum())
+    return out
+
+
+def test_cosine_scores_equal_a_vectorizer_refitted_on_every_fold() -> None:
+    # Repeated comments, an article seen only in its test fold, a missing article, a comment with
+    # n-grams no training document has, and Latin text (lower-cased by the vectorizer).
+    rows = []
+    for k, (title, body) in enumerate(STORIES[:6]):
+        for i in range(3):
+            rows.append(
+                {
+                    "text": f"{REMARKS[(k + i) % len(REMARKS)]} {body.split()[i]} Good POINT {k}",
+                    "article_title": title,
+                    "article_text": body if i != 2 else None,
+                    "fold": k % 3,
+                }
+            )
+    rows.append({"text": REMARKS[0], "article_title": "", "article_text": "", "fold": 1})
+    rows.append({"text": "ﷺ zzqx", "article_title": STORIES[7][0], "article_text": STORIES[7][1], "fold": 2})
+    rows.append(dict(rows[0]))  # the same comment and article twice in one fold
+    frame = pd.DataFrame(rows)
+    expected = _cosine_by_refitting(frame, n_folds=3)
+    scores = cosine_scores(frame, n_folds=3)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
+    assert (expected < 0).sum() >= len(rows) - 3  # the comparison is not between zeros

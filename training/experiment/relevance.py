@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import normalize as normalize_rows
 
 from serving.features.relevance import DEFAULT_FAMILIES, RelevanceFeatures
 from serving.model.relevance import ABOUT_ELSE, RelevanceModel
@@ -190,31 +192,56 @@ def fit_relevance(
 
 
 def cosine_scores(frame: pd.DataFrame, n_folds: int) -> np.ndarray:
-    """−(char 2–5-gram TF-IDF cosine of comment and article), IDF fitted on the other folds."""
+    """−(char 2–5-gram TF-IDF cosine of comment and article), IDF fitted on the other folds.
+
+    Each fold's vectorizer is the one `TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5),
+    sublinear_tf=True)` would fit on the fold's training comments and distinct training articles;
+    it is built from counts of every distinct text made once, rather than by analysing each text
+    again in every fold (that cost ~30 s of a public training run): the fold's vocabulary is the
+    n-grams its training documents contain, in the same (sorted) column order, so the weights and
+    cosines are the same.
+    """
     comments = [normalize(t) for t in frame["text"]]
-    articles = [
-        normalize(f"{t or ''} {b or ''}".strip())
+    raw_articles = [
+        f"{t or ''} {b or ''}".strip()
         for t, b in zip(frame["article_title"], frame["article_text"], strict=True)
     ]
+    normalised = {text: normalize(text) for text in set(raw_articles)}  # thousands of pairs, ~100 articles
+    articles = [normalised[text] for text in raw_articles]
     out = np.zeros(len(frame))
+    if not len(frame):
+        return out
+    distinct = sorted(set(comments) | set(articles))
+    index = {text: k for k, text in enumerate(distinct)}
+    counts = CountVectorizer(analyzer="char_wb", ngram_range=(2, 5)).fit_transform(distinct).tocsr()
+    comment_rows = np.fromiter((index[c] for c in comments), dtype=np.int64, count=len(comments))
+    article_rows = np.fromiter((index[a] for a in articles), dtype=np.int64, count=len(articles))
     folds = frame["fold"].to_numpy()
     for f in range(n_folds):
         train, test = folds != f, folds == f
         if not test.any():
             continue
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
-        vectorizer.fit(
-            [c for c, m in zip(comments, train, strict=True) if m]
-            + sorted({a for a, m in zip(articles, train, strict=True) if m and a})
-        )
+        # The fold's training documents: its comments (repeats included) and each distinct article once.
+        train_articles = sorted({a for a, m in zip(articles, train, strict=True) if m and a})
+        documents = np.concatenate([comment_rows[train], [index[a] for a in train_articles]]).astype(np.int64)
+        df = np.bincount(counts[documents].indices, minlength=counts.shape[1])
+        vocabulary = np.flatnonzero(df)
+        idf = np.log((1.0 + len(documents)) / (1.0 + df[vocabulary])) + 1.0
         rows = np.flatnonzero(test)
-        # each distinct article once: a fold has thousands of pairs but a few dozen articles
-        distinct = sorted({articles[i] for i in rows})
-        index = {a: k for k, a in enumerate(distinct)}
-        article_vectors = vectorizer.transform(distinct)[[index[articles[i]] for i in rows]]
-        comment_vectors = vectorizer.transform([comments[i] for i in rows])
+        comment_vectors = _tfidf_rows(counts[comment_rows[rows]][:, vocabulary], idf)
+        # Each distinct article weighed once, then repeated for its comments.
+        test_articles, which = np.unique(article_rows[rows], return_inverse=True)
+        article_vectors = _tfidf_rows(counts[test_articles][:, vocabulary], idf)[which]
         out[rows] = -np.asarray(comment_vectors.multiply(article_vectors).sum(axis=1)).ravel()
     return out
+
+
+def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear tf × idf, rows scaled to unit length (TfidfVectorizer's weighting)."""
+    weights = counts.astype(np.float64)
+    weights.data = 1.0 + np.log(weights.data)
+    weights = weights @ sp.diags(idf)
+    return normalize_rows(weights, norm="l2", copy=False)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
