@@ -4,6 +4,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from training.data.contract import LabeledRecord
+from training.data.gather import to_frame
 from training.experiment.train import corpus_leakage
 
 pytestmark = pytest.mark.unit
@@ -44,3 +45,20 @@ def test_indistinguishable_corpora_stay_near_chance(tiny_pipeline) -> None:
         _featurizer(tiny_pipeline), _records("رأيي في {w} أنه جيد", "رأيي في {w} أنه جيد"), seed=0
     )
     assert report["source_accuracy"] < 0.7
+
+
+def test_rows_handed_in_and_threads_give_the_report_made_from_scratch(tiny_pipeline) -> None:
+    # Training hands in the rows it already featurised and fits the one-vs-rest classifiers in
+    # threads; both must leave the report as it is when everything is made here, one thread.
+    featurizer = _featurizer(tiny_pipeline)
+    records = _records("RT {w} !!! http://x.example/{i}", "رأيي في {w} أنه جيد")
+    records += [
+        LabeledRecord(text=f"تعليق {i} عن {i % 7}", label="on_topic", comment_id=f"c{i}", source="corpus_c")
+        for i in range(60)
+    ]
+    alone = corpus_leakage(featurizer, records, seed=3, n_jobs=1)
+    handed = corpus_leakage(
+        featurizer, records, seed=3, features=featurizer.transform(to_frame(records)), n_jobs=2
+    )
+    assert alone["n_sources"] == 3
+    assert handed == alone

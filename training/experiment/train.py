@@ -24,7 +24,7 @@ from serving.model.decisions import NEVER_REJECT, Thresholds
 from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 from serving.model.relevance import REVIEW_AT
 from serving.schema import ABUSIVE, ACCEPTABLE_LABEL, OFF_TOPIC, SPAM
-from training.data.contract import LabeledRecord, gold_labels, read_records
+from training.data.contract import LabeledRecord, gold_labels, iter_raw_rows, validate_record
 from training.data.gather import (
     augment_context,
     fingerprint,
@@ -168,7 +168,9 @@ def run_experiment(
     if data.frozen:
         metrics |= frozen_metrics(pipeline, data.frozen, data.labels, thresholds)
     progress("checking for corpus leakage", 0.93)
-    metrics["leakage"] = corpus_leakage(features.featurizer, data.train, config.seed)
+    metrics["leakage"] = corpus_leakage(
+        features.featurizer, data.train, config.seed, features=features.x_train, n_jobs=config.n_jobs
+    )
     tweets = tweet_accounts_check(pipeline, config, root)
     if tweets:
         metrics["leakage"]["tweet_accounts"] = tweets
@@ -432,11 +434,19 @@ def _aligned_proba(
     return _reorder(pipeline.predict_proba(to_frame(records)), model_labels, labels)
 
 
-def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed: int) -> dict[str, Any]:
+def corpus_leakage(
+    featurizer: Pipeline,
+    records: Sequence[LabeledRecord],
+    seed: int,
+    features: Any = None,
+    n_jobs: int | None = None,
+) -> dict[str, Any]:
     """Can the same features tell which corpus a comment came from? (High = shortcut risk.)
 
     Fits a linear (log-loss SGD) classifier predicting `source` from the model's own features with
     article-grouped folds, and reports its accuracy beside the majority-class baseline.
+    `features`: the records' rows already made by `featurizer` (training has them), else they are
+    made here; `n_jobs`: threads for the one-vs-rest fits (the same fits, in any number of threads).
     """
     sources = [r.source or "unknown" for r in records]
     counts: dict[str, int] = {}
@@ -444,14 +454,16 @@ def corpus_leakage(featurizer: Pipeline, records: Sequence[LabeledRecord], seed:
         counts[s] = counts.get(s, 0) + 1
     if len(counts) < 2:
         return {"note": "one source only; nothing to check"}
-    x = featurizer.transform(to_frame(records))
+    x = features if features is not None else featurizer.transform(to_frame(records))
     y = np.array(sources)
     groups = [record_group(r) for r in records]
     n_splits = max(2, min(3, len(set(groups))))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     predicted = np.empty(len(y), dtype=object)
     for fit_idx, val_idx in splitter.split(x, y, groups):
-        clf = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-3, random_state=seed)
+        clf = SGDClassifier(
+            loss="log_loss", alpha=1e-5, max_iter=30, tol=1e-3, random_state=seed, n_jobs=n_jobs
+        )
         if len(set(y[fit_idx])) < 2:
             predicted[val_idx] = y[fit_idx][0]
             continue
@@ -484,7 +496,12 @@ def tweet_accounts_check(pipeline: Pipeline, config: ExperimentConfig, root: Pat
     path = root / config.data.public
     if not path.is_file():
         return None
-    rows = [r for r in read_records(path) if r.source == "ar_tweet_accounts"]
+    # Only these rows are validated: the whole public build is ~300k lines.
+    rows = [
+        validate_record(row, path=path, line=line)
+        for line, row in iter_raw_rows(path)
+        if row.get("source") == "ar_tweet_accounts"
+    ]
     if not rows or len({r.label for r in rows}) < 2:
         return None
     labels = [str(c) for c in pipeline.classes_]
