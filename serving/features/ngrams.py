@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -366,17 +366,46 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
 
     def fit(self, X: PreparedComments, y: Any = None) -> HashedNgrams:
         """Learn document frequencies per bucket; keep the frequent ones, weight them by IDF."""
-        self._fit_counts(self._counts(X.text)[1], len(X))
+        df = np.zeros(1 << self.n_bits, dtype=np.int64)
+        for _, (_, buckets, _) in self._chunk_counts(X.text):
+            df += np.bincount(buckets, minlength=1 << self.n_bits)
+        self._fit_df(df, len(X))
         return self
 
     def fit_transform(self, X: PreparedComments, y: Any = None, **fit_params: Any) -> sp.csr_matrix:
-        """Fit and transform with one hashing pass."""
-        counts = self._counts(X.text)
-        self._fit_counts(counts[1], len(X))
-        return self._matrix(self._weigh(counts, len(X)), len(X))
+        """Fit and transform with one hashing pass.
 
-    def _fit_counts(self, buckets: np.ndarray, n_docs: int) -> None:
-        df = np.bincount(buckets, minlength=1 << self.n_bits)
+        Training featurises ~100k comments at once: each chunk's counts are kept in 32-bit arrays
+        and weighed chunk by chunk (a row's weights depend on that row alone, so the result is the
+        same), which keeps the peak near the result's own size instead of several times it.
+        """
+        n_docs = len(X)
+        df = np.zeros(1 << self.n_bits, dtype=np.int64)
+        chunks: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+        for size, (rows, buckets, counts) in self._chunk_counts(X.text):
+            df += np.bincount(buckets, minlength=1 << self.n_bits)
+            chunks.append((size, (rows.astype(np.int32), buckets.astype(np.int32), counts.astype(np.int32))))
+        self._fit_df(df, n_docs)
+        pieces = []
+        chunks.reverse()
+        while chunks:  # each chunk's counts are dropped as soon as they are weighed
+            size, chunk = chunks.pop()
+            pieces.append(self._matrix(self._weigh(chunk, size), size))
+        if len(pieces) == 1:
+            return pieces[0]
+        if not pieces:
+            return sp.csr_matrix((0, len(self.idf_)), dtype=np.float32)
+        return sp.vstack(pieces, format="csr")
+
+    def _chunk_counts(
+        self, texts: Sequence[str]
+    ) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(number of texts, `_counts` of them with rows from 0) for every chunk of `_HASH_CHUNK` texts."""
+        for start in range(0, len(texts), _HASH_CHUNK):
+            chunk = texts[start : start + _HASH_CHUNK]
+            yield len(chunk), _distinct_counts(self.grams(chunk), 0, self.n_bits)
+
+    def _fit_df(self, df: np.ndarray, n_docs: int) -> None:
         min_df = self.min_df if n_docs >= 50 else 1  # tiny fixtures would leave nothing
         keep = df >= min_df
         if self.max_features is not None and keep.sum() > self.max_features:

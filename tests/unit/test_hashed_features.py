@@ -100,6 +100,31 @@ def test_fit_transform_equals_fit_then_transform(prepared: PreparedComments) -> 
     np.testing.assert_allclose(fitted.toarray(), block.transform(prepared).toarray(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("analyzer", ["char_wb", "word"])
+def test_fit_transform_in_chunks_equals_one_chunk(
+    prepared: PreparedComments, analyzer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Training featurises ~100k comments chunk by chunk; rows, columns, IDF and weights must be
+    # exactly those of one pass, whichever chunk a comment falls in (and min_df counts across chunks).
+    import serving.features.ngrams as ngrams
+
+    indices = list(range(len(prepared)))
+    many = _rows(prepared, indices * (90 // len(indices) + 1))
+    whole = HashedNgrams(analyzer=analyzer, ngram_range=(1, 3), n_bits=14, min_df=3, max_features=400)
+    expected = whole.fit_transform(many)
+    monkeypatch.setattr(ngrams, "_HASH_CHUNK", 7)
+    chunked = HashedNgrams(analyzer=analyzer, ngram_range=(1, 3), n_bits=14, min_df=3, max_features=400)
+    found = chunked.fit_transform(many)
+    assert len(many) > 7 * 10 and found.shape == expected.shape
+    np.testing.assert_array_equal(chunked.columns_, whole.columns_)
+    np.testing.assert_array_equal(chunked.idf_, whole.idf_)
+    np.testing.assert_array_equal(found.indptr, expected.indptr)
+    np.testing.assert_array_equal(found.indices, expected.indices)
+    np.testing.assert_array_equal(found.data, expected.data)
+    refit = HashedNgrams(analyzer=analyzer, ngram_range=(1, 3), n_bits=14, min_df=3, max_features=400)
+    np.testing.assert_array_equal(refit.fit(many).idf_, whole.idf_)  # `fit` counts in chunks too
+
+
 def test_min_df_and_max_features_prune_columns(prepared: PreparedComments) -> None:
     everything = HashedNgrams(n_bits=16, min_df=1, max_features=None).fit(prepared)
     capped = HashedNgrams(n_bits=16, min_df=1, max_features=50).fit(prepared)
