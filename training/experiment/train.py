@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
+from joblib.externals.loky import get_reusable_executor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import roc_auc_score
@@ -333,6 +334,10 @@ def cross_validate(
             )
             for s, fold in jobs
         )
+    if search_backend is None and n_jobs != 1:
+        # joblib keeps its worker processes for reuse, each holding a copy of the search's matrices;
+        # nothing after the search uses them, and they count against training's memory until it ends.
+        get_reusable_executor().shutdown(wait=True)
     y_train = [str(y) for y in features.y_train]
     candidates: list[dict[str, Any]] = []
     out_of_fold: dict[int, np.ndarray] = {}
