@@ -1,8 +1,11 @@
-"""The bench's account of CPU time a virtual machine lost to its neighbours while a section ran."""
+"""The bench's account of CPU time a virtual machine lost to its neighbours while a section ran, and
+its sections leaving the process environment as they found it."""
+
+import os
 
 import pytest
 
-from training.bench.report import cpu_times, stolen_share
+from training.bench.report import cpu_times, environment_restored, stolen_share
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +36,34 @@ def test_this_machine_reads_when_it_is_linux() -> None:
     if reading is not None:
         steal, total = reading
         assert 0 <= steal <= total
+
+
+def test_a_section_leaves_the_environment_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAQIB_BENCH_KEPT", "before")
+    monkeypatch.setenv("RAQIB_BENCH_DROPPED_INSIDE", "here")
+    monkeypatch.delenv("RAQIB_BENCH_ADDED_INSIDE", raising=False)
+    before = dict(os.environ)
+    with environment_restored():
+        os.environ["RAQIB_BENCH_KEPT"] = "changed"
+        os.environ["RAQIB_BENCH_ADDED_INSIDE"] = "1"
+        del os.environ["RAQIB_BENCH_DROPPED_INSIDE"]
+    assert dict(os.environ) == before
+    with pytest.raises(RuntimeError), environment_restored():  # a failing section too
+        os.environ["RAQIB_BENCH_ADDED_INSIDE"] = "1"
+        raise RuntimeError("section failed")
+    assert dict(os.environ) == before
+
+
+def test_the_dask_sections_cluster_no_longer_sets_single_threaded_blas_for_later_sections() -> None:
+    # What happened: LocalCluster set OMP/MKL/OPENBLAS_NUM_THREADS=1 in the bench's own process, and
+    # the retrain section's `raqib train` subprocesses trained a different model with one BLAS thread.
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    before = {name: os.environ.get(name) for name in names}
+    with (
+        environment_restored(),
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None),
+    ):
+        inside = {name: os.environ.get(name) for name in names}
+    assert {name: os.environ.get(name) for name in names} == before
+    assert inside != before or all(v is not None for v in before.values())  # the cluster did set them

@@ -11,7 +11,8 @@ import json
 import os
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,24 @@ def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) 
     if before is None or after is None or after[1] <= before[1]:
         return None
     return (after[0] - before[0]) / (after[1] - before[1])
+
+
+@contextmanager
+def environment_restored() -> Iterator[None]:
+    """Run a section, then put `os.environ` back as it was.
+
+    A section must not change what the next ones run with. Dask's LocalCluster (the dask section)
+    sets OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS to 1 in its own process, so every
+    later subprocess (the training and retrain sections' `raqib train`) inherited single-threaded
+    BLAS, which trains a slightly different model and takes longer.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update(saved)
 
 
 def skipped(key: str, title: str, reason: str) -> Section:

@@ -51,6 +51,7 @@ from training.bench.report import (
     Goal,
     Section,
     cpu_times,
+    environment_restored,
     header_lines,
     log_to_mlflow,
     measured_on,
@@ -432,7 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = _metadata(bundle)
         cpu_before = cpu_times()
         try:
-            section = runners[key]()
+            with environment_restored():
+                section = runners[key]()
         except Exception as exc:  # one broken section must not lose the others' figures
             failed = True
             traceback.print_exc()
