@@ -103,14 +103,9 @@ def _reload_quietly(service: Service) -> None:
         admin.perform_reload(service, "SIGHUP")
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    service: Service = app.state.service
-    if service.open_access:
-        logger.warning(
-            "no API keys configured (RAQIB_API_KEYS / RAQIB_API_KEYS_FILE): the scoring API "
-            "is OPEN to anyone who can reach this port"
-        )
+async def _load_first_model(service: Service) -> None:
+    """Load the bundle at start-up. A function of its own, not inline in the lifespan: a local there
+    lives as long as the server, and kept the first model (~110 MB) alive after every reload."""
     try:
         # Loading unpickles and warms the model: CPU-bound, so off the event loop.
         loaded = await asyncio.to_thread(service.models.load)
@@ -120,6 +115,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         service.metrics.set_model(loaded.name, loaded.version)
         logger.info("serving %s %s from %s", loaded.name, loaded.version, loaded.bundle_path)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service: Service = app.state.service
+    if service.open_access:
+        logger.warning(
+            "no API keys configured (RAQIB_API_KEYS / RAQIB_API_KEYS_FILE): the scoring API "
+            "is OPEN to anyone who can reach this port"
+        )
+    await _load_first_model(service)
     # Without a store scoring goes on (unaudited); store-backed routes answer 503 store_unavailable.
     # A store an older Raqib made raises SchemaOutdated here: the server stops until `raqib db upgrade`.
     await asyncio.to_thread(service.stores.open)

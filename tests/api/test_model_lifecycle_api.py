@@ -176,3 +176,23 @@ def test_admin_key_from_file(make_client: MakeClient, tmp_path: Path) -> None:
     client = make_client(admin_key=None, admin_key_file=key_file)
     response = client.post("/v1/admin/reload", headers={"Authorization": "Bearer file-admin-key"})
     assert response.status_code == 200
+
+
+def test_a_reload_lets_the_model_it_replaced_go(
+    make_client: MakeClient, bundle_copy: Path, tiny_pipeline: Any
+) -> None:
+    # Each worker held on to the model it started with for as long as it ran, whatever it reloaded.
+    import gc
+    import weakref
+
+    client = make_client(model_dir=bundle_copy)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    first = weakref.ref(service.models.current.model)
+    assert client.post("/v1/score", json={"comment": {"text": SPAM[0]}}, headers=AUTH).status_code == 200
+    write_version(tiny_pipeline, bundle_copy, "1-test")
+    assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 200
+    second = weakref.ref(service.models.current.model)
+    assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 200
+    gc.collect()
+    assert first() is None and second() is None
+    assert service.models.current.model is not None
