@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,18 +358,31 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
             found = self.grams(texts)
             return _distinct_counts(found, 0, self.n_bits), found
         chunks = [
-            _distinct_counts(self.grams(texts[start : start + _HASH_CHUNK]), start, self.n_bits)
-            for start in range(0, len(texts), _HASH_CHUNK)
+            (rows + start, buckets, counts) for start, _, (rows, buckets, counts) in self._chunk_counts(texts)
         ]
         rows, buckets, counts = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
         return (rows, buckets, counts), None
 
+    def _chunk_counts(
+        self, texts: Sequence[str]
+    ) -> Iterator[tuple[int, int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(first text, number of texts, `_counts` of them with rows from 0) per `_HASH_CHUNK` texts:
+        chunks bound the transient arrays of hashing a training set."""
+        for start in range(0, len(texts), _HASH_CHUNK):
+            chunk = texts[start : start + _HASH_CHUNK]
+            yield start, len(chunk), _distinct_counts(self.grams(chunk), 0, self.n_bits)
+
+    def _document_frequencies(self, bucket_arrays: Iterable[np.ndarray]) -> np.ndarray:
+        """Documents per bucket, from each chunk's distinct (row, bucket) buckets."""
+        df = np.zeros(1 << self.n_bits, dtype=np.int64)
+        for buckets in bucket_arrays:
+            df += np.bincount(buckets, minlength=1 << self.n_bits)
+        return df
+
     def fit(self, X: PreparedComments, y: Any = None) -> HashedNgrams:
         """Learn document frequencies per bucket; keep the frequent ones, weight them by IDF."""
-        df = np.zeros(1 << self.n_bits, dtype=np.int64)
-        for _, (_, buckets, _) in self._chunk_counts(X.text):
-            df += np.bincount(buckets, minlength=1 << self.n_bits)
-        self._fit_df(df, len(X))
+        chunks = self._chunk_counts(X.text)
+        self._fit_df(self._document_frequencies(buckets for _, _, (_, buckets, _) in chunks), len(X))
         return self
 
     def fit_transform(self, X: PreparedComments, y: Any = None, **fit_params: Any) -> sp.csr_matrix:
@@ -379,31 +392,19 @@ class HashedNgrams(TransformerMixin, BaseEstimator):
         and weighed chunk by chunk (a row's weights depend on that row alone, so the result is the
         same), which keeps the peak near the result's own size instead of several times it.
         """
-        n_docs = len(X)
-        df = np.zeros(1 << self.n_bits, dtype=np.int64)
-        chunks: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
-        for size, (rows, buckets, counts) in self._chunk_counts(X.text):
-            df += np.bincount(buckets, minlength=1 << self.n_bits)
-            chunks.append((size, (rows.astype(np.int32), buckets.astype(np.int32), counts.astype(np.int32))))
-        self._fit_df(df, n_docs)
+        chunks = [
+            (size, (rows.astype(np.int32), buckets.astype(np.int32), counts.astype(np.int32)))
+            for _, size, (rows, buckets, counts) in self._chunk_counts(X.text)
+        ]
+        self._fit_df(self._document_frequencies(counts[1] for _, counts in chunks), len(X))
+        if not chunks:
+            return sp.csr_matrix((0, len(self.idf_)), dtype=np.float32)
         pieces = []
         chunks.reverse()
         while chunks:  # each chunk's counts are dropped as soon as they are weighed
-            size, chunk = chunks.pop()
-            pieces.append(self._matrix(self._weigh(chunk, size), size))
-        if len(pieces) == 1:
-            return pieces[0]
-        if not pieces:
-            return sp.csr_matrix((0, len(self.idf_)), dtype=np.float32)
-        return sp.vstack(pieces, format="csr")
-
-    def _chunk_counts(
-        self, texts: Sequence[str]
-    ) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """(number of texts, `_counts` of them with rows from 0) for every chunk of `_HASH_CHUNK` texts."""
-        for start in range(0, len(texts), _HASH_CHUNK):
-            chunk = texts[start : start + _HASH_CHUNK]
-            yield len(chunk), _distinct_counts(self.grams(chunk), 0, self.n_bits)
+            size, counts = chunks.pop()
+            pieces.append(self._matrix(self._weigh(counts, size), size))
+        return pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
 
     def _fit_df(self, df: np.ndarray, n_docs: int) -> None:
         min_df = self.min_df if n_docs >= 50 else 1  # tiny fixtures would leave nothing
