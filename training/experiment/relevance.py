@@ -24,10 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import normalize as normalize_rows
 
 from serving.features.relevance import DEFAULT_FAMILIES, RelevanceFeatures
 from serving.model.relevance import ABOUT_ELSE, RelevanceModel
@@ -198,8 +196,8 @@ def cosine_scores(frame: pd.DataFrame, n_folds: int) -> np.ndarray:
     sublinear_tf=True)` would fit on the fold's training comments and distinct training articles;
     it is built from counts of every distinct text made once, rather than by analysing each text
     again in every fold (that cost ~30 s of a public training run): the fold's vocabulary is the
-    n-grams its training documents contain, in the same (sorted) column order, so the weights and
-    cosines are the same.
+    n-grams its training documents contain, in the same (sorted) column order, weighed by the same
+    TfidfTransformer, so the weights and cosines are the same.
     """
     comments = [normalize(t) for t in frame["text"]]
     raw_articles = [
@@ -223,25 +221,18 @@ def cosine_scores(frame: pd.DataFrame, n_folds: int) -> np.ndarray:
             continue
         # The fold's training documents: its comments (repeats included) and each distinct article once.
         train_articles = sorted({a for a, m in zip(articles, train, strict=True) if m and a})
-        documents = np.concatenate([comment_rows[train], [index[a] for a in train_articles]]).astype(np.int64)
-        df = np.bincount(counts[documents].indices, minlength=counts.shape[1])
-        vocabulary = np.flatnonzero(df)
-        idf = np.log((1.0 + len(documents)) / (1.0 + df[vocabulary])) + 1.0
+        documents = counts[
+            np.concatenate([comment_rows[train], [index[a] for a in train_articles]]).astype(int)
+        ]
+        vocabulary = np.unique(documents.indices)  # the n-grams the fold's vectorizer would know
+        tfidf = TfidfTransformer(sublinear_tf=True).fit(documents[:, vocabulary])
         rows = np.flatnonzero(test)
-        comment_vectors = _tfidf_rows(counts[comment_rows[rows]][:, vocabulary], idf)
+        comment_vectors = tfidf.transform(counts[comment_rows[rows]][:, vocabulary])
         # Each distinct article weighed once, then repeated for its comments.
         test_articles, which = np.unique(article_rows[rows], return_inverse=True)
-        article_vectors = _tfidf_rows(counts[test_articles][:, vocabulary], idf)[which]
+        article_vectors = tfidf.transform(counts[test_articles][:, vocabulary])[which]
         out[rows] = -np.asarray(comment_vectors.multiply(article_vectors).sum(axis=1)).ravel()
     return out
-
-
-def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """Sublinear tf × idf, rows scaled to unit length (TfidfVectorizer's weighting)."""
-    weights = counts.astype(np.float64)
-    weights.data = 1.0 + np.log(weights.data)
-    weights = weights @ sp.diags(idf)
-    return normalize_rows(weights, norm="l2", copy=False)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
