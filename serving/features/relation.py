@@ -35,6 +35,19 @@ def _row_normalize(matrix: np.ndarray) -> np.ndarray:
 SIMILARITY_EDGES = (0.05, 0.1, 0.2, 0.35)
 
 
+def _unit_interval(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
+def _as_float32(value: float) -> float:
+    return float(np.float32(value))
+
+
+def _bin(similarity: float) -> int:
+    """Index of the similarity's bin: how many edges it reaches."""
+    return sum(1 for edge in SIMILARITY_EDGES if edge <= similarity)
+
+
 @lru_cache(maxsize=1024)
 def _comment_tokens(text: str) -> tuple[str, ...]:
     # The relation block reads a comment's content words twice (TF-IDF, shared words); sized
@@ -227,44 +240,53 @@ class ArticleRelation(TransformerMixin, BaseEstimator):
         return out
 
     def dense(self, X: PreparedComments) -> np.ndarray:
-        """The relation features as a dense (comments × features) array."""
-        n = len(X)
-        out = np.zeros((n, len(self.feature_names_)), dtype=np.float32)
-        has_title = np.array([bool(t) for t in X.title], dtype=bool)
-        has_body = np.array([bool(b) for b in X.body], dtype=bool)
-        if not (has_title.any() or has_body.any()):
-            return out
+        """The relation features as a dense (comments × features) float32 array."""
+        width = len(self.feature_names_)
+        if not (any(X.title) or any(X.body)):
+            return np.zeros((len(X), width), dtype=np.float32)
         articles = self._articles(X)
-        similarities = self._similarities(X, articles)
-        has_any = has_title | has_body
-        out[:, 0] = has_title
-        out[:, 1] = has_body
-        out[:, 2] = np.clip(np.where(has_title, similarities[:, 0], 0.0), 0, 1)
-        out[:, 3] = np.clip(np.where(has_body, similarities[:, 1], 0.0), 0, 1)
-        out[:, 4] = np.clip(np.where(has_any, similarities[:, 2], 0.0), 0, 1)
-        out[:, 5] = np.clip(similarities[:, 3], 0, 1)
-        for i in np.flatnonzero(has_any):
-            side = articles[i]
-            assert side is not None  # has_any
-            comment_words = set(_comment_tokens(X.text[i]))
-            shared = len(comment_words & side.words)
-            out[i, 6] = min(shared, 5) / 5.0
-            out[i, 7] = shared / len(comment_words) if comment_words else 0.0
-            # A mismatch needs the comment to differ from every part of the article we have:
-            # an English comment under an English headline is not a mismatch, whatever the body.
-            comment_script = dominant_script(X.text[i])
-            scripts = side.scripts
-            out[i, 8] = comment_script == "latin" and scripts <= {"arabic"}
-            out[i, 9] = comment_script == "arabic" and scripts <= {"latin"}
-        n_bins = len(SIMILARITY_EDGES) + 1
-        title_sim = np.maximum(out[:, 2], out[:, 5])
-        body_sim = np.maximum(out[:, 4], out[:, 5])
-        title_bins = np.searchsorted(SIMILARITY_EDGES, title_sim, side="right")
-        body_bins = np.searchsorted(SIMILARITY_EDGES, body_sim, side="right")
-        title_only = has_title & ~has_body
-        out[np.flatnonzero(title_only), 10 + title_bins[title_only]] = 1.0
-        out[np.flatnonzero(has_body), 10 + n_bins + body_bins[has_body]] = 1.0
-        return out
+        similarities = self._similarities(X, articles).tolist()
+        zeros = [0.0] * width
+        # Row by row in Python, one array at the end: a dozen numpy calls per column cost more than
+        # the arithmetic for the one comment a request scores, and little more for a batch.
+        return np.array(
+            [
+                self._row(text, bool(title), bool(body), side, sims) if side is not None else zeros
+                for text, title, body, side, sims in zip(
+                    X.text, X.title, X.body, articles, similarities, strict=True
+                )
+            ],
+            dtype=np.float32,
+        )
+
+    def _row(
+        self, text: str, has_title: bool, has_body: bool, side: _ArticleSide, similarities: list[float]
+    ) -> list[float]:
+        """One comment's features against its article (which has a title, a body or both)."""
+        lsa_title, lsa_body, lsa_article, tfidf_article = similarities
+        row = [0.0] * len(self.feature_names_)
+        row[0], row[1] = float(has_title), float(has_body)
+        row[2] = _unit_interval(lsa_title) if has_title else 0.0
+        row[3] = _unit_interval(lsa_body) if has_body else 0.0
+        row[4] = _unit_interval(lsa_article)
+        row[5] = _unit_interval(tfidf_article)
+        comment_words = set(_comment_tokens(text))
+        shared = len(comment_words & side.words)
+        row[6] = min(shared, 5) / 5.0
+        row[7] = shared / len(comment_words) if comment_words else 0.0
+        # A mismatch needs the comment to differ from every part of the article we have:
+        # an English comment under an English headline is not a mismatch, whatever the body.
+        comment_script = dominant_script(text)
+        row[8] = float(comment_script == "latin" and side.scripts <= {"arabic"})
+        row[9] = float(comment_script == "arabic" and side.scripts <= {"latin"})
+        # One similarity bin, of the body's bins when there is a body, else of the title's; the
+        # similarity as the stored (float32) feature, compared with the edges as numpy would.
+        tfidf = _as_float32(row[5])
+        if has_body:
+            row[10 + len(SIMILARITY_EDGES) + 1 + _bin(max(_as_float32(row[4]), tfidf))] = 1.0
+        else:
+            row[10 + _bin(max(_as_float32(row[2]), tfidf))] = 1.0
+        return row
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the relation features."""

@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from serving.features.ngrams import TextNgrams
 from serving.features.prepare import CommentPreprocessor
-from serving.features.relation import ArticleRelation
+from serving.features.relation import SIMILARITY_EDGES, ArticleRelation
 from serving.features.signals import SpamSignals
 from serving.text.tokens import content_tokens, light_stem
 from tests.conftest import POLITICS_BODY, POLITICS_TITLE, SPORT_BODY, SPORT_TITLE, tiny_training_frame
@@ -93,3 +93,42 @@ def test_fitted_pipeline_pickles_without_per_process_caches(tiny_pipeline) -> No
     np.testing.assert_allclose(restored.predict_proba(frame), before)
     relation = restored.named_steps["features"].transformer_list[2][1]
     assert "_cache" not in pickle.loads(pickle.dumps(relation)).__dict__
+
+
+def test_each_relation_row_follows_the_column_definitions(prepared) -> None:
+    """Every column of the relation block against its definition, for every kind of context: title
+    and body, title only, body only, none, and a Latin comment under an Arabic article."""
+    relation = ArticleRelation(n_components=10, min_df=1).fit(prepared)
+    names = list(relation.get_feature_names_out())
+    comments = ["الهلال فاز على النصر في الدوري", "great match for the team", "الحكومة والقوات"]
+    contexts = [(SPORT_TITLE, SPORT_BODY), (SPORT_TITLE, None), (None, POLITICS_BODY), (None, None)]
+    frame = pd.DataFrame(
+        [(text, title, body) for text in comments for title, body in contexts],
+        columns=["text", "article_title", "article_text"],
+    )
+    rows = CommentPreprocessor().transform(frame)
+    features = relation.dense(rows)
+    similarities = relation._similarities(rows, relation._articles(rows))
+    edges = np.asarray(SIMILARITY_EDGES)
+    for i, (text, title, body) in enumerate(zip(rows.text, rows.title, rows.body, strict=True)):
+        row = dict(zip(names, features[i].tolist(), strict=True))
+        if not (title or body):
+            assert not features[i].any()
+            continue
+        clipped = np.clip(similarities[i], 0.0, 1.0).astype(np.float32)
+        assert (row["ctx:has_title"], row["ctx:has_body"]) == (float(bool(title)), float(bool(body)))
+        assert row["ctx:lsa_title"] == (clipped[0] if title else 0.0)
+        assert row["ctx:lsa_body"] == (clipped[1] if body else 0.0)
+        assert (row["ctx:lsa_article"], row["ctx:tfidf_article"]) == (clipped[2], clipped[3])
+        words = set(content_tokens(text))
+        shared = len(words & set(content_tokens(f"{title} {body}")))
+        assert row["ctx:shared_words"] == np.float32(min(shared, 5) / 5)
+        assert row["ctx:shared_fraction"] == np.float32(shared / len(words) if words else 0.0)
+        assert row["ctx:latin_comment_arabic_article"] == float(text.isascii())
+        # one bin: of the body's similarity when there is a body, else of the title's
+        kind, similarity = ("body", clipped[2]) if body else ("title", clipped[0])
+        position = int(np.searchsorted(edges, max(similarity, clipped[3]), side="right"))
+        bins = [n for n in names if n.startswith(("ctx:title_sim", "ctx:body_sim"))]
+        assert [row[n] for n in bins] == [
+            float(n == bins[position + (5 if kind == "body" else 0)]) for n in bins
+        ]
