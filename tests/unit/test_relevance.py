@@ -9,6 +9,7 @@ least 1/12 of them), so the module fits in about a second.
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -441,10 +442,9 @@ def test_relations_from_precomputed_features_equal_relations_from_text(model: Re
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.8, 0.97])
 def test_rescale_puts_the_threshold_at_review_at_and_is_monotone_in_unit_range(threshold: float) -> None:
-    t = np.array([threshold])
-    assert _rescale(t, t)[0] == pytest.approx(REVIEW_AT)
+    assert _rescale(threshold, threshold) == pytest.approx(REVIEW_AT)
     p = np.linspace(0.0, 1.0, 1001)
-    scaled = _rescale(p, np.full_like(p, threshold))
+    scaled = np.array([_rescale(value, threshold) for value in p.tolist()])
     assert (np.diff(scaled) >= 0).all()
     assert scaled[0] == 0.0 and scaled[-1] == pytest.approx(1.0)
     assert ((scaled >= 0.0) & (scaled <= 1.0)).all()
@@ -452,8 +452,7 @@ def test_rescale_puts_the_threshold_at_review_at_and_is_monotone_in_unit_range(t
 
 
 def test_rescale_without_a_threshold_stays_finite() -> None:
-    p = np.array([0.0, 0.5, 1.0])
-    scaled = _rescale(p, np.full(3, np.inf))
+    scaled = np.array([_rescale(value, math.inf) for value in (0.0, 0.5, 1.0)])
     assert np.isfinite(scaled).all() and ((scaled >= 0) & (scaled <= 1)).all()
 
 
