@@ -7,6 +7,7 @@ Also the pieces `make soak` and the cold-start measure share: the request bodies
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -40,6 +41,8 @@ CLOSED_RUNS = 3
 WARMUP_SECONDS = 2.0
 OPEN_RATE = 100.0
 OPEN_SECONDS = 20.0
+# p99 at the fixed rate moves by a third between runs on a shared 2-core machine: the median of a few.
+OPEN_RUNS = 3
 # The issue's goals: /v1/score at >= 35 % of the bare endpoint's throughput, p99 <= 10 ms at 100/s.
 THROUGHPUT_GOAL = 0.35
 P99_GOAL_MS = 10.0
@@ -378,12 +381,25 @@ def _measure(
         closed_loop(url, bodies, headers, CLOSED_CONNECTIONS, WARMUP_SECONDS)
         result: dict[str, Any] = {"ready_seconds": ready_seconds}
         if with_open_loop:
-            print(f"http: {name} open loop {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s", flush=True)
-            counted = batch_counts(server.base_url)
-            result["open"] = run_in_subprocess(
-                url, bodies, mode=OPEN, rate=OPEN_RATE, seconds=OPEN_SECONDS, headers=list(headers.items())
+            print(
+                f"http: {name} open loop {OPEN_RATE:g} requests/s, {OPEN_RUNS} x {OPEN_SECONDS:g} s",
+                flush=True,
             )
+            counted = batch_counts(server.base_url)
+            open_runs = [
+                run_in_subprocess(
+                    url,
+                    bodies,
+                    mode=OPEN,
+                    rate=OPEN_RATE,
+                    seconds=OPEN_SECONDS,
+                    headers=list(headers.items()),
+                )
+                for _ in range(OPEN_RUNS)
+            ]
             result["open_comments_per_call"] = comments_per_call(counted, batch_counts(server.base_url))
+            result["open_runs"] = open_runs
+            result["open"] = median_by_p99(open_runs)
         print(
             f"http: {name} closed loop, {CLOSED_CONNECTIONS} connections, "
             f"{CLOSED_RUNS} x {CLOSED_SECONDS:g} s",
@@ -408,6 +424,19 @@ def _measure(
             result["profile"] = profile_under_load(server.pid, url, bodies, headers, workdir)
         result["rss_mb_after"] = server.tree_rss_mb()
     return result
+
+
+def median_by_p99(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The open-loop run with the median p99 (one without any answer counts as the slowest), its
+    errors replaced by every run's: the goal is no error in any run."""
+    ordered = sorted(runs, key=lambda run: math.inf if run["p99_ms"] is None else run["p99_ms"])
+    return {**ordered[len(ordered) // 2], "errors": sum(run["errors"] for run in runs)}
+
+
+def open_runs_line(runs: Sequence[dict[str, Any]]) -> str:
+    """Each open-loop run's p99 and the generator's own send lag p99, in the order they ran."""
+    each = "; ".join(f"{_ms(run['p99_ms'])} (lag {_ms(run['send_lag_p99_ms'])})" for run in runs)
+    return f"| p99 of each run (the generator's send lag p99) | {each} |"
 
 
 def batch_counts(base_url: str) -> tuple[float, float] | None:
@@ -516,9 +545,10 @@ def http_section(bundle: Path) -> Section:
         "Server CPU per request: the server process's user + system CPU time over that run (all its "
         "threads), divided by the answers; it counts work the throughput hides when the load generator "
         "and another process share the cores.",
-        f"- Latency: open loop at a fixed {OPEN_RATE:g} requests/s for {OPEN_SECONDS:g} s "
+        f"- Latency: open loop at a fixed {OPEN_RATE:g} requests/s, {OPEN_RUNS} runs of {OPEN_SECONDS:g} s "
         "(training.bench.loadgen: send times fixed in advance, latency measured from the scheduled send "
-        "time, so a stall is not hidden by the client waiting), before the closed-loop run.",
+        "time, so a stall is not hidden by the client waiting), before the closed-loop runs; the figures "
+        "are the run with the median p99, its errors those of every run.",
         "",
         "| | /v1/score (Raqib) | bare FastAPI | ratio |",
         "|---|---|---|---|",
@@ -538,6 +568,7 @@ def http_section(bundle: Path) -> Section:
         f"| requests sent / 2xx / errors | {fixed['sent']} / {fixed['ok']} / {fixed['errors']} |",
         f"| p50 / p90 / p99 / max | {_ms(fixed['p50_ms'])} / {_ms(fixed['p90_ms'])} / "
         f"{_ms(fixed['p99_ms'])} / {_ms(fixed['max_ms'])} |",
+        open_runs_line(raqib["open_runs"]),
         f"| comments per model call | {_per_call(raqib.get('open_comments_per_call'))} |",
         f"| generator's own send lag, p99 (must stay small for the schedule to hold) | "
         f"{_ms(fixed['send_lag_p99_ms'])} |",
