@@ -26,6 +26,10 @@ class FeatureConfig(FrozenConfig):
     char_hash_bits: int = Field(default=19, ge=10, le=24)
     word_hash_bits: int = Field(default=18, ge=10, le=24)
     lsa_components: int = 120
+    # The base model's article-relation block (serving/features/relation.py: TF-IDF and LSA similarity to
+    # the article, shared words, script mismatch). Off-topic is the relevance component's to decide;
+    # on the public build the base model did as well without this block (experiments/public.toml).
+    article_relation: bool = True
     context_weight: float = 1.0
     signals_weight: float = 1.0
 

@@ -38,21 +38,15 @@ def _ngrams(config: FeatureConfig, analyzer: str) -> HashedNgrams | TextNgrams:
 
 
 def build_features(config: FeatureConfig) -> SequentialFeatureUnion:
-    """The feature union: char and word n-grams, article relation, spam signals."""
-    return SequentialFeatureUnion(
-        [
-            ("char", _ngrams(config, "char_wb")),
-            ("word", _ngrams(config, "word")),
-            ("context", ArticleRelation(n_components=config.lsa_components, min_df=config.min_df)),
-            ("signals", SpamSignals()),
-        ],
-        transformer_weights={
-            "char": 1.0,
-            "word": 1.0,
-            "context": config.context_weight,
-            "signals": config.signals_weight,
-        },
-    )
+    """The feature union: char and word n-grams, the article relation (unless switched off), spam signals."""
+    blocks: list[tuple[str, Any]] = [("char", _ngrams(config, "char_wb")), ("word", _ngrams(config, "word"))]
+    weights = {"char": 1.0, "word": 1.0}
+    if config.article_relation:
+        blocks.append(("context", ArticleRelation(n_components=config.lsa_components, min_df=config.min_df)))
+        weights["context"] = config.context_weight
+    blocks.append(("signals", SpamSignals()))
+    weights["signals"] = config.signals_weight
+    return SequentialFeatureUnion(blocks, transformer_weights=weights)
 
 
 def build_classifier(kind: str, params: dict[str, Any], seed: int = 13) -> Any:
