@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     # Browser origins allowed to call the API (CORS); none by default, so no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # FastAPI's native OpenTelemetry spans, metrics and logs per request, for a process that has an
+    # OpenTelemetry SDK configured (e.g. run under `opentelemetry-instrument`). Off by default: the
+    # product's own signals are /metrics and the access log, and with it on FastAPI looks up the
+    # global providers (three environment reads) on every request even when none is configured.
+    opentelemetry: bool = False
     # A SecretStr because database URLs carry passwords (postgresql+psycopg://user:pass@host/db).
     store_url: SecretStr | None = None
     coral_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

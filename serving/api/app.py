@@ -202,6 +202,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's own /docs and /redoc load their scripts from a CDN: ours (docs.router) do not.
         docs_url=None,
         redoc_url=None,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.service = service
     app.state.queue_auth = build_queue_auth(settings, admin_key)

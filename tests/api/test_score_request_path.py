@@ -74,3 +74,27 @@ def test_request_ids_are_unique_and_a_new_process_draws_new_ones(monkeypatch: py
     monkeypatch.setattr("serving.api.middleware.os.getpid", lambda: -2)
     forked = ids.next()
     assert forked[:16] != drawn[0][:16] and forked[16:] == "0" * 16
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_opentelemetry_spans_only_when_switched_on(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    # A process with an OpenTelemetry SDK configured (what `opentelemetry-instrument` sets up); the
+    # SDK is a training dependency (MLflow), so a serving-only install skips this.
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    exporter = in_memory.InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    client = make_client(opentelemetry=enabled)
+    assert client.post("/v1/score", json=COMMENT, headers=AUTH).status_code == 200
+    spans = [span.name for span in exporter.get_finished_spans()]
+    if enabled:
+        assert any("/v1/score" in name for name in spans), spans
+    else:
+        assert spans == []
