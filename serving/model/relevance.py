@@ -244,11 +244,16 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
         """Relations of a batch (canonical DataFrame or PreparedComments)."""
         prepared = CommentPreprocessor().transform(X)
         matrix = self.feature_rows(prepared) if features is None else np.asarray(features)
-        kinds = self._kinds(prepared)
-        p = np.zeros(len(kinds))
-        for kind, model in self.models_.items():
-            rows = kinds == kind
-            if not rows.any():
+        kind_list = [context_kind(t, b) for t, b in zip(prepared.title, prepared.body, strict=True)]
+        p = np.zeros(len(kind_list))
+        # Rows grouped by kind in Python: masks over the batch cost more than the arithmetic for the
+        # one comment a request scores. Each kind's rows are one matrix product, as in a batch.
+        by_kind: dict[str, list[int]] = {}
+        for r, kind in enumerate(kind_list):
+            by_kind.setdefault(kind, []).append(r)
+        for kind, rows in by_kind.items():
+            model = self.models_.get(kind)
+            if model is None:
                 continue
             if kind in self.linear_:
                 coef, intercept = self.linear_[kind]
@@ -256,14 +261,18 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
                 p[rows] = 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
             else:
                 p[rows] = model.predict_proba(matrix[rows][:, self.columns_])[:, 1]
-        generic = self._generic(matrix) if len(kinds) else np.zeros(0, dtype=bool)
-        other_script = self._other_script(matrix, kinds)
+        generic_df_column, specific_column = self.generic_columns_
+        script_column = self.__dict__.get("script_column_")
+        rule_columns = [generic_df_column, specific_column] + ([script_column] if script_column is not None else [])
         # The rule row by row in Python: a dozen numpy calls over the batch cost more than the rule
         # itself for the one comment a request scores.
-        relation, off_topic = [], []
-        for kind, p_row, generic_row, other_row in zip(
-            kinds.tolist(), p.tolist(), generic.tolist(), other_script.tolist(), strict=True
-        ):
+        relation, off_topic, generic, other_script = [], [], [], []
+        for kind, p_row, values in zip(kind_list, p.tolist(), matrix[:, rule_columns].tolist(), strict=True):
+            # Generic as in `_generic`; another script: a Latin comment under an Arabic article.
+            generic_row = values[0] >= 1.0 or values[1] <= self.generic_max_specific
+            other_row = script_column is not None and values[2] > 0 and kind != NONE
+            generic.append(generic_row)
+            other_script.append(other_row)
             # A context kind without a fitted classifier (no training rows of that kind) holds nothing.
             threshold = self.thresholds_.get(kind, math.inf)
             has_model = math.isfinite(threshold)
@@ -280,14 +289,12 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
             else:
                 off_topic.append(_rescale(p_row, threshold) if has_model and not generic_row else 0.0)
         return Relations(
-            kinds, p, generic, np.array(relation, dtype=object), np.array(off_topic, dtype=np.float64)
+            np.array(kind_list),
+            p,
+            np.array(generic, dtype=bool),
+            np.array(relation, dtype=object),
+            np.array(off_topic, dtype=np.float64),
         )
-
-    def _other_script(self, matrix: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-        column = self.__dict__.get("script_column_")
-        if column is None or not len(kinds):
-            return np.zeros(len(kinds), dtype=bool)
-        return np.asarray((matrix[:, column] > 0) & (kinds != NONE))
 
     def off_topic_scores(self, X: Any) -> np.ndarray:
         """The product's off_topic score per row: REVIEW_AT at the context's threshold, 0 for
