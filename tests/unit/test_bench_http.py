@@ -29,3 +29,28 @@ def test_each_run_is_listed_in_the_order_it_ran() -> None:
     line = open_runs_line([_run(22.7, lag=5.46), _run(7.26, lag=1.25)])
     assert line.index("22.70 ms") < line.index("7.26 ms")
     assert "lag 5.46 ms" in line and "lag 1.25 ms" in line
+
+
+class _CountingModel:
+    def __init__(self) -> None:
+        self.scored: list[tuple[str, object]] = []
+
+    def score(self, items, thresholds=None, explain=True):  # type: ignore[no-untyped-def]
+        self.scored += [(item.text, thresholds) for item in items]
+        return [f"{item.text}:{explain}" for item in items]
+
+
+def test_the_memoised_model_scores_each_comment_once_and_answers_it_alike() -> None:
+    from serving.model.moderation import CommentInput
+    from training.bench.http import memoise_scores
+
+    memoise_scores(_CountingModel)
+    model = _CountingModel()
+    first = model.score([CommentInput("a"), CommentInput("b", "title")], ["site-a", "site-b"])
+    again = model.score([CommentInput("b", "title"), CommentInput("a"), CommentInput("a", "title")])
+    assert first == ["a:True", "b:True"]
+    assert again == ["b:True", "a:True", "a:True"]
+    # Each distinct comment (text and article) reached the model once, with its own row's thresholds.
+    assert model.scored == [("a", ["site-a"]), ("b", ["site-b"]), ("a", None)]
+    assert model.score([CommentInput("a")], explain=False) == ["a:False"]
+    assert len(model.scored) == 4
