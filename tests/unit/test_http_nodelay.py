@@ -47,3 +47,17 @@ def test_raqib_serve_uses_the_nodelay_protocol(monkeypatch: pytest.MonkeyPatch) 
     app.run(workers=2)
     assert seen["http"] == "serving.api.http:NoDelayHTTPProtocol"
     assert issubclass(NoDelayHTTPProtocol, __import__("asyncio").Protocol)
+
+
+def test_raqib_serve_parses_http_in_c_on_libuv() -> None:
+    # httptools and uvloop are dependencies: uvicorn's automatic choices must land on them, or the
+    # server silently falls back to the pure-Python parser and asyncio's loop (a third slower).
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert issubclass(NoDelayHTTPProtocol, HttpToolsProtocol)
+    loop = auto_loop_factory()()
+    try:
+        assert type(loop).__module__.split(".")[0] == "uvloop"
+    finally:
+        loop.close()

@@ -567,10 +567,11 @@ def http_section(bundle: Path) -> Section:
         "",
         "Protocol. Both apps are served by the same command, one after the other, alone on the machine: "
         f"`uvicorn APP --factory --host 127.0.0.1 --workers 1 --log-level warning --no-access-log` (APP = "
-        f"`{RAQIB_APP}` or `{BARE_APP}`). The bare app parses the same JSON body and returns a fixed "
-        "JSON answer. Raqib runs with its defaults as deployed except the per-key rate limit, switched off "
-        "(`RAQIB_RATE_LIMIT__ENABLED=false`: one key at full speed would get 429s): API key checked, the "
-        "SQLite audit log (in a "
+        f"`{RAQIB_APP}` or `{BARE_APP}`); uvicorn picks httptools and uvloop when installed, as they are "
+        "with Raqib's dependencies, for both apps alike. The bare app parses the same JSON body and "
+        "returns a fixed JSON answer. Raqib runs with its defaults as deployed except the per-key rate "
+        "limit, switched off (`RAQIB_RATE_LIMIT__ENABLED=false`: one key at full speed would get 429s): "
+        "API key checked, the SQLite audit log (in a "
         "fresh temporary state dir) committed before each answer, its own INFO access line per request, "
         f"explanations and spans in every answer. Bodies: {len(bodies)} starter comments with their "
         "article's title and text, sent in turn, with `Authorization: Bearer`. Loopback only.",
