@@ -263,7 +263,9 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
                 p[rows] = model.predict_proba(matrix[rows][:, self.columns_])[:, 1]
         generic_df_column, specific_column = self.generic_columns_
         script_column = self.__dict__.get("script_column_")
-        rule_columns = [generic_df_column, specific_column] + ([script_column] if script_column is not None else [])
+        rule_columns = [generic_df_column, specific_column]
+        if script_column is not None:
+            rule_columns.append(script_column)
         # The rule row by row in Python: a dozen numpy calls over the batch cost more than the rule
         # itself for the one comment a request scores.
         relation, off_topic, generic, other_script = [], [], [], []
