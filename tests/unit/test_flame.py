@@ -118,3 +118,19 @@ def test_the_report_prints_before_beside_now(monkeypatch: pytest.MonkeyPatch, tm
     assert "| model (ModerationModel.score) | — | 60.0% |" in table
     assert (tmp_path / "flame.svg").is_file()
     assert json.loads((tmp_path / "now.json").read_text(encoding="utf-8"))["samples"] == 100
+
+
+@pytest.mark.parametrize("protocol", ["h11_impl", "httptools_impl"])
+def test_only_the_server_s_own_frames_count_as_the_server_s_whichever_parser_serves(protocol: str) -> None:
+    root = f"thread (0x7f01): MainThread;run_asgi (uvicorn/protocols/http/{protocol}.py:411)"
+    lines = [
+        f"{root};score (serving/api/routes/score.py:80);"
+        "ModerationModel.score (serving/model/moderation.py:184) 3\n",
+        f"{root};solve_dependencies (fastapi/dependencies/utils.py:600);"
+        "scoring_context (serving/api/deps.py:90) 2\n",
+        f"{root};Router.__call__ (starlette/routing.py:700) 1\n",
+        f"{root};RequestResponseCycle.send (uvicorn/protocols/http/{protocol}.py:480) 4\n",
+    ]
+    names = [part_of(stack).name for stack in parse_collapsed(lines)]
+    assert names[0].startswith("model") and names[1].startswith("dependencies")
+    assert names[2] == OTHER.name and names[3].startswith("HTTP server")

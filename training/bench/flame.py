@@ -87,7 +87,8 @@ PARTS: tuple[Part, ...] = (
         "#8fb3c9",
         (
             "h11/",
-            "httptools",
+            # The package, not uvicorn's httptools_impl.py that every request's stack starts in.
+            "httptools/",
             "H11Protocol.",
             "HttpToolsProtocol.",
             "RequestResponseCycle.send (",
