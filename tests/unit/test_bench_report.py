@@ -67,3 +67,26 @@ def test_the_dask_sections_cluster_no_longer_sets_single_threaded_blas_for_later
         inside = {name: os.environ.get(name) for name in names}
     assert {name: os.environ.get(name) for name in names} == before
     assert inside != before or all(v is not None for v in before.values())  # the cluster did set them
+
+
+def test_a_training_child_s_peak_memory_is_its_own_not_its_parent_s() -> None:
+    # The bench process is big when the training section runs after the in-process sections; the
+    # kernel's wait4 figure for a child carries that size along. The child's own peak must not.
+    import sys
+
+    import numpy as np
+
+    from training.bench.http import rss_mb
+    from training.bench.run import run_watching_memory
+
+    held = np.ones(300 * 1024 * 1024 // 8)  # 300 MB, touched: this process is now well over 300 MB
+    assert rss_mb(os.getpid()) > 300
+    small = run_watching_memory([sys.executable, "-c", "import time; time.sleep(1.0)"], interval=0.05)
+    big = run_watching_memory(
+        [sys.executable, "-c", "import time; b = b'x' * (200 * 1024 * 1024); time.sleep(1.0)"], interval=0.05
+    )
+    assert small["returncode"] == 0 and big["returncode"] == 0
+    assert 0 < small["peak_main_hwm_mb"] < 100
+    assert big["peak_main_hwm_mb"] > 200 > small["peak_main_hwm_mb"]
+    assert big["peak_tree_pss_mb"] > 150
+    del held
