@@ -12,6 +12,7 @@ pass it back in with `row`, and `transform` computes each distinct article of a 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ DEFAULT_FAMILIES = ("context", "char", "word", "lsa", "z", "esa", "unrelated", "
 
 
 ArticleSide = tuple["_Side | None", "_Side | None", "_Side | None"]
+
+
+def _column_names(families: Sequence[str]) -> np.ndarray:
+    """The feature columns of `families`, in the order they are computed."""
+    return np.asarray([name for family in families for name in FAMILIES[family]], dtype=object)
 
 
 class _Side:
@@ -181,7 +187,7 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         if unknown:
             raise ValueError(f"unknown feature families {sorted(unknown)}")
         self.families_ = tuple(f for f in FAMILIES if f in set(self.include) | {"context", "comment"})
-        self.feature_names_ = np.asarray([n for f in self.families_ for n in FAMILIES[f]], dtype=object)
+        self.feature_names_ = _column_names(self.families_)
         prepared = CommentPreprocessor().transform(X) if X is not None else PreparedComments((), (), (), ())
         text_n = list(prepared.text)
         if len(corpus_texts):
@@ -225,6 +231,20 @@ class RelevanceFeatures(TransformerMixin, BaseEstimator):
         self.ref_word_ = Rows.stack([r.word for r in ref], len(self.word_.vocabulary_)).to_csr()
         self.ref_lsa_ = np.vstack([r.lsa for r in ref]).astype(np.float32)
         return self
+
+    def with_families(self, include: Sequence[str]) -> RelevanceFeatures:
+        """The same fitted spaces computing only `include` (plus "context" and "comment"), without
+        fitting again: to weigh what each family costs against what it adds (`make bench`). Must be
+        a subset of the fitted families."""
+        wanted = set(include) | {"context", "comment"}
+        missing = wanted - set(self.families_)
+        if missing:
+            raise ValueError(f"families {sorted(missing)} were not fitted")
+        restricted = copy.copy(self)
+        restricted.include = tuple(f for f in FAMILIES if f in wanted)
+        restricted.families_ = restricted.include
+        restricted.feature_names_ = _column_names(restricted.families_)
+        return restricted
 
     # -- sides
     def _side_from_norm(self, norm: str) -> _Side:

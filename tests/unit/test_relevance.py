@@ -629,3 +629,31 @@ def test_a_composed_classifier_refits_an_unfitted_relevance_component_on_its_fra
     )
     composed.fit(train[["text", "article_title", "article_text"]], train["label"])
     assert set(composed.relevance.thresholds_) == {"title", "title_body"}
+
+
+@pytest.mark.parametrize("rows", [mixed_rows().iloc[:3], mixed_rows()], ids=["row by row", "batch"])
+def test_fewer_families_of_the_same_fit_give_the_same_columns(features: RelevanceFeatures, rows) -> None:
+    full = features.transform(rows)
+    names = list(features.feature_names_)
+    fewer = features.with_families(("char", "lsa", "unrelated"))
+    assert list(fewer.feature_names_) == [
+        name for family in ("context", "char", "lsa", "unrelated", "comment") for name in FAMILIES[family]
+    ]
+    columns = [names.index(name) for name in fewer.feature_names_]
+    # With every family fitted, the full extractor goes row by row (its optional families have no
+    # batch path) and the fewer ones in batch: the two agree to float32 precision (see above).
+    np.testing.assert_allclose(fewer.transform(rows), full[:, columns], rtol=1e-5, atol=1e-6)
+    assert list(features.feature_names_) == names  # the original is untouched
+    with pytest.raises(ValueError, match="not fitted"):
+        features.with_families(("char", "nonexistent"))
+
+
+def test_the_bench_times_every_family_set_it_is_given(features: RelevanceFeatures) -> None:
+    from training.bench.relevance import family_costs
+
+    steps = [("+ char", ("char",)), ("+ esa", ("char", "esa"))]
+    costs = family_costs(features, mixed_rows(), steps, repeats=1)
+    assert list(costs) == ["+ char", "+ esa"]
+    assert all(np.isfinite(value) and value > 0 for pair in costs.values() for value in pair)
+    with pytest.raises(ValueError, match="not fitted"):
+        family_costs(features, mixed_rows(), [("+ nothing", ("nonexistent",))], repeats=1)

@@ -132,6 +132,63 @@ def _cumulative_families() -> list[tuple[str, tuple[str, ...]]]:
     return steps
 
 
+# Comments (title and body given) whose relation features are timed per family set.
+COST_SAMPLE = 500
+
+
+def family_costs(
+    features: Any, frame: Any, steps: list[tuple[str, tuple[str, ...]]], repeats: int = 3
+) -> dict[str, tuple[float, float]]:
+    """µs per comment of the relation features of `frame`'s comments for each family set, computed
+    by `features` restricted to it (`with_families`, the same fit): (all the comments in one call,
+    one comment a call), medians of `repeats` passes after a warm-up pass, one thread. Article sides
+    are computed beforehand, as the article cache keeps them across calls."""
+    from threadpoolctl import threadpool_limits
+
+    from serving.features.prepare import CommentPreprocessor
+
+    prepared = CommentPreprocessor().transform(frame)
+    texts = list(prepared.text)
+    costs: dict[str, tuple[float, float]] = {}
+    with threadpool_limits(limits=1):
+        for name, families in steps:
+            restricted = features.with_families(families)
+            by_article: dict[tuple[str, str], Any] = {}
+            for article in zip(prepared.title, prepared.body, strict=True):
+                if article not in by_article:
+                    by_article[article] = restricted.article_side(*article)
+            sides = [by_article[article] for article in zip(prepared.title, prepared.body, strict=True)]
+
+            def batch(restricted: Any = restricted, sides: list[Any] = sides) -> None:
+                restricted.rows(texts, sides)
+
+            def one_by_one(restricted: Any = restricted, sides: list[Any] = sides) -> None:
+                for text, side in zip(texts, sides, strict=True):
+                    restricted.rows([text], [side])
+
+            timings = []
+            for run in (batch, one_by_one):
+                seconds = []
+                for _ in range(repeats + 1):
+                    started = time.perf_counter()
+                    run()
+                    seconds.append(time.perf_counter() - started)
+                timings.append(float(np.median(seconds[1:])) / max(len(texts), 1) * 1e6)
+            costs[name] = (timings[0], timings[1])
+    return costs
+
+
+def _left_out_families() -> list[tuple[str, tuple[str, ...]]]:
+    """The product's families, then the product without each of them in turn ("context" and
+    "comment" are always computed)."""
+    product = tuple(DEFAULT_FAMILIES)
+    steps = [("product default", product)]
+    for family in product:
+        if family not in ("context", "comment"):
+            steps.append((f"without {family}", tuple(f for f in product if f != family)))
+    return steps
+
+
 def _columns_of(families: tuple[str, ...]) -> list[str]:
     return [n for f in FAMILIES if f in families or f in ("context", "comment") for n in FAMILIES[f]]
 
@@ -247,6 +304,44 @@ def relevance_section(bundle: Path, config_path: Path = PUBLIC_CONFIG) -> Sectio
             f"| {name} | {f3(e['title_body']['auc_hard'])} | {f3(e['title']['auc_hard'])} | "
             f"{f3(e.get('labelled', {}).get('auc'))} |"
         )
+    print("relevance: each product family left out, with its cost", flush=True)
+    left_out = _left_out_families()
+    sample = data.frame("pairs", "title_body").head(COST_SAMPLE)
+    costs = family_costs(every, sample, left_out)
+    lines += [
+        "",
+        *textwrap.wrap(
+            "Each family of the product left out in turn (same folds and figures), and what the relation "
+            f"features cost: µs per comment for the first {len(sample)} AOC pairs with title and body, "
+            "all in one call and one comment a call (the extractor fitted once and restricted to the "
+            "set, the articles' sides computed beforehand as the article cache keeps them, one thread, "
+            "median of 3 passes). A comment's character, word and topical vectors are computed whatever "
+            "the families, so leaving one out saves only its own comparisons: making the comment's side "
+            "follow the families would come first if one went.",
+            100,
+        ),
+        "",
+        "| families | title and body | title only | SemEval | µs a comment, in one call "
+        "| µs, one comment a call |",
+        "|---|---|---|---|---|---|",
+    ]
+    left_out_rows = []
+    for name, families in left_out:
+        e = evaluate_relevance(config, data, every, columns=_columns_of(families))
+        batch_us, single_us = costs[name]
+        left_out_rows.append(
+            {
+                "families": name,
+                **{c: e[c]["auc_hard"] for c in CONTEXTS},
+                "semeval": e.get("labelled", {}).get("auc"),
+                "us_per_comment_batch": batch_us,
+                "us_per_comment_single": single_us,
+            }
+        )
+        lines.append(
+            f"| {name} | {f3(e['title_body']['auc_hard'])} | {f3(e['title']['auc_hard'])} | "
+            f"{f3(e.get('labelled', {}).get('auc'))} | {batch_us:,.0f} | {single_us:,.0f} |"
+        )
     print("relevance: classifier and generic rule", flush=True)
     variants: list[tuple[str, RelevanceConfig]] = [
         ("logistic regression, generic = no specific word (product)", config),
@@ -333,6 +428,7 @@ def relevance_section(bundle: Path, config_path: Path = PUBLIC_CONFIG) -> Sectio
     figures = {
         "product": product,
         "families": family_rows,
+        "families_left_out": left_out_rows,
         "variants": variant_rows,
         "seed_cases": seeds,
         "before": before,
