@@ -391,3 +391,33 @@ def test_cosine_scores_equal_a_vectorizer_refitted_on_every_fold() -> None:
     scores = cosine_scores(frame, n_folds=3)
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
     assert (expected < 0).sum() >= len(rows) - 3  # the comparison is not between zeros
+
+
+class _Features:
+    """A stand-in extractor whose matrix says which object made it."""
+
+    def __init__(self, mark: float) -> None:
+        self.mark = mark
+        self.feature_names_ = ["only"]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full((len(frame), 1), self.mark)
+
+
+def test_cached_matrices_belong_to_the_features_object_that_made_them() -> None:
+    import gc
+    import weakref
+
+    from training.experiment.relevance import RelevanceData
+
+    pairs = pd.DataFrame({"text": ["a", "b"], "article_title": ["t", "t"], "article_text": ["x", "y"]})
+    data = RelevanceData(pairs, pd.DataFrame(), [], [])
+    first = _Features(1.0)
+    assert data.matrix(first, "pairs", "title").tolist() == [[1.0], [1.0]]  # type: ignore[arg-type]
+    alive = weakref.ref(first)
+    del first
+    gc.collect()
+    # The cache keeps its extractor alive, so no later extractor can be given its id, and its rows.
+    assert alive() is not None
+    for mark in (2.0, 3.0, 4.0):
+        assert data.matrix(_Features(mark), "pairs", "title").tolist() == [[mark], [mark]]  # type: ignore[arg-type]

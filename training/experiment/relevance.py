@@ -55,7 +55,11 @@ class RelevanceData:
     labelled: pd.DataFrame  # human relevance labels (SemEval)
     corpus_texts: list[str]
     corpus_groups: list[str]
-    _matrices: dict[tuple[int, str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    # Keyed by the features object's id, holding the object too: alive while its matrices are cached,
+    # its id cannot pass to another features object (which would be handed these matrices).
+    _matrices: dict[tuple[int, str, str], tuple[RelevanceFeatures, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
     _cosine: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def cosine(self, which: str, context: str, n_folds: int) -> np.ndarray:
@@ -74,10 +78,9 @@ class RelevanceData:
         key = (id(features), which, context)
         if key not in self._matrices:
             frame = self.frame(which, context)
-            self._matrices[key] = (
-                features.transform(frame) if len(frame) else np.zeros((0, len(features.feature_names_)))
-            )
-        return self._matrices[key]
+            matrix = features.transform(frame) if len(frame) else np.zeros((0, len(features.feature_names_)))
+            self._matrices[key] = (features, matrix)
+        return self._matrices[key][1]
 
     def describe(self) -> dict[str, Any]:
         """Row counts, with the constructed ones said."""
