@@ -209,13 +209,16 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
     def _kinds(prepared: PreparedComments) -> np.ndarray:
         return np.array([context_kind(t, b) for t, b in zip(prepared.title, prepared.body, strict=True)])
 
-    def _generic(self, matrix: np.ndarray) -> np.ndarray:
+    def _is_generic(self, generic_df: float, specific: float) -> bool:
         """No topical word at all, or at most `generic_max_specific` specific word (a word used under
         fewer than the features' `rare_df` of the corpus articles, or never): nothing in the
         comment can be evidence that it is about another story."""
-        generic_df = matrix[:, self.generic_columns_[0]]
-        specific = matrix[:, self.generic_columns_[1]]
-        return np.asarray((generic_df >= 1.0) | (specific <= self.generic_max_specific))
+        return generic_df >= 1.0 or specific <= self.generic_max_specific
+
+    def _generic(self, matrix: np.ndarray) -> np.ndarray:
+        """`_is_generic` of every row."""
+        values = matrix[:, list(self.generic_columns_)].tolist()
+        return np.array([self._is_generic(df, specific) for df, specific in values], dtype=bool)
 
     def article_sides(self, prepared: PreparedComments) -> list[ArticleSide]:
         """Each row's article side: from the article's cache entry when the model runtime built the
@@ -244,7 +247,8 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
         """Relations of a batch (canonical DataFrame or PreparedComments)."""
         prepared = CommentPreprocessor().transform(X)
         matrix = self.feature_rows(prepared) if features is None else np.asarray(features)
-        kind_list = [context_kind(t, b) for t, b in zip(prepared.title, prepared.body, strict=True)]
+        kinds = self._kinds(prepared)
+        kind_list = kinds.tolist()
         p = np.zeros(len(kind_list))
         # Rows grouped by kind in Python: masks over the batch cost more than the arithmetic for the
         # one comment a request scores. Each kind's rows are one matrix product, as in a batch.
@@ -270,8 +274,8 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
         # itself for the one comment a request scores.
         relation, off_topic, generic, other_script = [], [], [], []
         for kind, p_row, values in zip(kind_list, p.tolist(), matrix[:, rule_columns].tolist(), strict=True):
-            # Generic as in `_generic`; another script: a Latin comment under an Arabic article.
-            generic_row = values[0] >= 1.0 or values[1] <= self.generic_max_specific
+            # Another script: a Latin comment under an Arabic article.
+            generic_row = self._is_generic(values[0], values[1])
             other_row = script_column is not None and values[2] > 0 and kind != NONE
             generic.append(generic_row)
             other_script.append(other_row)
@@ -291,7 +295,7 @@ class RelevanceModel(ClassifierMixin, BaseEstimator):
             else:
                 off_topic.append(_rescale(p_row, threshold) if has_model and not generic_row else 0.0)
         return Relations(
-            np.array(kind_list),
+            kinds,
             p,
             np.array(generic, dtype=bool),
             np.array(relation, dtype=object),

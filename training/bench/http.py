@@ -177,14 +177,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of one process in MB (0 when it is gone)."""
+def status_mb(pid: int, field: str) -> float:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM, ...) in MB; 0 when the process is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
-    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0)
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), 0)
     return kb / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 when it is gone)."""
+    return status_mb(pid, "VmRSS")
 
 
 def child_pids(pid: int) -> list[int]:
@@ -543,6 +548,7 @@ def http_section(bundle: Path) -> Section:
     raqib_rps = raqib["closed"]["throughput_rps"]
     bare_rps = bare["closed"]["throughput_rps"]
     ratio = raqib_rps / bare_rps if bare_rps else 0.0
+    memo_ratio = memo_rps / bare_rps if bare_rps else 0.0
     fixed = raqib["open"]
     errors = fixed["errors"] + raqib["closed"]["errors"]
     goals = [
@@ -603,7 +609,7 @@ def http_section(bundle: Path) -> Section:
         f"{_ms(bare['cpu_ms_per_request'])} | — |",
         f"| the request path alone (model answers memoised): max throughput | "
         f"{memo_rps:,.0f} requests/s | {bare_rps:,.0f} requests/s | "
-        f"{memo_rps / bare_rps if bare_rps else 0.0:.0%} |",
+        f"{memo_ratio:.0%} |",
         f"| the request path alone: server CPU per answered request | "
         f"{_ms(memoised['cpu_ms_per_request'])} | {_ms(bare['cpu_ms_per_request'])} | — |",
         f"| errors under max load | {raqib['closed']['errors']} | {bare['closed']['errors']} | — |",
@@ -632,7 +638,7 @@ def http_section(bundle: Path) -> Section:
         "bare": bare,
         "memoised": memoised,
         "throughput_ratio": ratio,
-        "memoised_ratio": memo_rps / bare_rps if bare_rps else 0.0,
+        "memoised_ratio": memo_ratio,
         "generator": generator,
         "open_p99_ms": fixed["p99_ms"],
         "open_errors": fixed["errors"],

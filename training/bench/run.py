@@ -44,6 +44,7 @@ from training.bench.http import (
     http_section,
     rss_mb,
     server_env,
+    status_mb,
     uvicorn_command,
 )
 from training.bench.quality import PUBLIC_BUILD, PUBLIC_CONFIG
@@ -141,16 +142,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _status_mb(pid: int, field: str) -> float:
-    """A memory field of /proc/PID/status (VmRSS, VmHWM, ...) in MB; 0 when the process is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), 0)
-    return kb / 1024
-
-
 def run_watching_memory(command: Sequence[str], interval: float = 0.2) -> dict[str, Any]:
     """Run `command` as a child and watch its memory until it exits.
 
@@ -167,7 +158,7 @@ def run_watching_memory(command: Sequence[str], interval: float = 0.2) -> dict[s
         while process.poll() is None:
             tree = [process.pid, *_descendants(process.pid)]
             # VmHWM is gone with the process: read it while it runs (it only grows).
-            peak_main_mb = max(peak_main_mb, _status_mb(process.pid, "VmHWM"))
+            peak_main_mb = max(peak_main_mb, status_mb(process.pid, "VmHWM"))
             peak_tree_mb = max(peak_tree_mb, sum(rss_mb(p) for p in tree))
             peak_tree_pss_mb = max(peak_tree_pss_mb, sum(_pss_mb(p) for p in tree))
             time.sleep(interval)
