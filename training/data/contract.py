@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS, LABEL_PATTERN
@@ -44,8 +44,9 @@ class LabeledRecord:
 
     def to_dict(self) -> dict[str, str | None]:
         """The record as a dict in canonical column order."""
-        data = asdict(self)
-        return {c: data[c] for c in CANONICAL_COLUMNS}
+        # Every field is a string or None: read directly, not through asdict's recursive deep copy
+        # (training turns ~100k records into frames and fingerprints, ~2 % of its time that way).
+        return {c: getattr(self, c) for c in CANONICAL_COLUMNS}
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(LabeledRecord))
