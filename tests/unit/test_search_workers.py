@@ -8,8 +8,9 @@ import psutil
 import pytest
 import scipy.sparse as sp
 
+from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_STEP
 from training.experiment.config import CandidateConfig, ExperimentConfig
-from training.experiment.train import Features, candidate_grid, cross_validate
+from training.experiment.train import Features, candidate_grid, cross_validate, fit_pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -45,9 +46,9 @@ def test_a_parallel_search_leaves_no_worker_processes_behind() -> None:
     )
     settings = candidate_grid(config.candidates)
     features = _features()
-    in_parallel, _ = cross_validate(config, settings, features, ["abusive", "on_topic", "spam"], None)
+    in_parallel, _, _ = cross_validate(config, settings, features, ["abusive", "on_topic", "spam"], None)
     assert not _search_workers()
-    alone, _ = cross_validate(
+    alone, _, _ = cross_validate(
         config.model_copy(update={"n_jobs": 1}), settings, features, ["abusive", "on_topic", "spam"], None
     )
 
@@ -56,3 +57,37 @@ def test_a_parallel_search_leaves_no_worker_processes_behind() -> None:
 
     assert scores(in_parallel) == scores(alone)
     assert scores(alone)[0]["cv_macro_f1"] > 0.9  # the fits really ran on the signal columns
+
+
+def test_a_parallel_search_fits_every_setting_on_every_row_as_fitting_the_winner_afterwards_would() -> None:
+    config = ExperimentConfig(
+        n_jobs=2,
+        candidates=(
+            CandidateConfig(kind="logreg", grid={"C": [1.0, 5.0]}),
+            CandidateConfig(kind="sgd", grid={}),
+        ),
+    )
+    settings = candidate_grid(config.candidates)
+    features = _features()
+    features.featurizer = _Featurizer()  # type: ignore[assignment]
+    _, _, finals = cross_validate(config, settings, features, ["abusive", "on_topic", "spam"], None)
+    assert sorted(finals) == list(range(len(settings)))
+    for s, (kind, params) in enumerate(settings):
+        after = fit_pipeline(features, kind, params, config.seed).named_steps[CLASSIFIER_STEP]
+        ahead = fit_pipeline(features, kind, params, config.seed, finals[s]).named_steps[CLASSIFIER_STEP]
+        assert ahead is finals[s]
+        # Fitted on every row: a fold's rows would give other coefficients.
+        np.testing.assert_allclose(
+            ahead.predict_proba(features.x_fit), after.predict_proba(features.x_fit), rtol=1e-6, atol=1e-9
+        )
+    _, _, none_ahead = cross_validate(
+        config.model_copy(update={"n_jobs": 1}), settings, features, ["abusive", "on_topic", "spam"], None
+    )
+    assert none_ahead == {}
+
+
+class _Featurizer:
+    """The two fitted steps `fit_pipeline` puts in front of the classifier (pass-through here)."""
+
+    def __init__(self) -> None:
+        self.named_steps = {PREPROCESS_STEP: "passthrough", FEATURES_STEP: "passthrough"}

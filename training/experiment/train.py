@@ -73,6 +73,19 @@ class TrainResult:
     train_seconds: float = 0.0
 
 
+class StageClock:
+    """Wall seconds of each named stage of a run, each from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 2)
+        self._last = now
+
+
 def candidate_grid(candidates: Sequence[CandidateConfig]) -> list[tuple[str, dict[str, Any]]]:
     """Expand each candidate's grid into concrete (kind, params) settings."""
     settings = []
@@ -115,13 +128,17 @@ def run_experiment(
     them in local processes (`n_jobs` of the config).
     """
     started = time.perf_counter()
+    clock = StageClock()
     progress("gathering data", 0.02)
     data = split_records(config, root, extra_train)
+    clock.lap("gathering_data")
     progress("featurising", 0.10)
     features = featurise(config, data.train)
+    clock.lap("featurising")
     settings = candidate_grid(config.candidates)
     progress(f"cross-validating {len(settings)} candidate settings × {len(features.folds)} folds", 0.2)
-    candidates, out_of_fold = cross_validate(config, settings, features, data.labels, search_backend)
+    candidates, out_of_fold, finals = cross_validate(config, settings, features, data.labels, search_backend)
+    clock.lap("candidate_search")
     best_index = max(range(len(settings)), key=lambda s: candidates[s]["cv_macro_f1"])
     best_kind, best_params = settings[best_index]
     thresholds = choose_thresholds(
@@ -133,10 +150,12 @@ def run_experiment(
         min_support=config.thresholds.min_support,
     )
     progress(f"fitting {best_kind}", 0.6)
-    pipeline: Any = fit_pipeline(features, best_kind, best_params, config.seed)
+    pipeline: Any = fit_pipeline(features, best_kind, best_params, config.seed, finals.get(best_index))
+    clock.lap("thresholds_and_final_fit")
     head_evidence: dict[str, Any] | None = None
     if config.abuse.enabled and ABUSIVE in data.labels:
         head = abuse_head(config, data, progress)
+        clock.lap("abuse_head")
         if head is not None:
             pipeline = ComposedClassifier(base=pipeline, heads={ABUSIVE: head.pipeline})
             thresholds["review_at"][ABUSIVE] = head.review_at
@@ -150,6 +169,7 @@ def run_experiment(
             config.seed,
             progress=lambda message: progress(message, 0.8),
         )
+        clock.lap("relevance")
         if component is not None:
             if not isinstance(pipeline, ComposedClassifier):
                 pipeline = ComposedClassifier(base=pipeline, heads={})
@@ -168,6 +188,7 @@ def run_experiment(
         metrics["relevance"] = relevance_evidence
     if data.frozen:
         metrics |= frozen_metrics(pipeline, data.frozen, data.labels, thresholds)
+    clock.lap("frozen_evaluation")
     progress("checking for corpus leakage", 0.93)
     metrics["leakage"] = corpus_leakage(
         features.featurizer, data.train, config.seed, features=features.x_train, n_jobs=config.n_jobs
@@ -175,7 +196,9 @@ def run_experiment(
     tweets = tweet_accounts_check(pipeline, config, root)
     if tweets:
         metrics["leakage"]["tweet_accounts"] = tweets
+    clock.lap("leakage_checks")
     metrics["train_seconds"] = round(train_seconds, 2)
+    metrics["stage_seconds"] = clock.seconds
     progress("done", 1.0)
     return TrainResult(
         pipeline=pipeline,
@@ -310,43 +333,65 @@ def cross_validate(
     features: Features,
     labels: list[str],
     search_backend: str | None,
-) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
-    """Every candidate setting on every fold: CV metrics per setting and its out-of-fold probabilities."""
+) -> tuple[list[dict[str, Any]], dict[int, np.ndarray], dict[int, Any]]:
+    """Every candidate setting on every fold: CV metrics per setting, its out-of-fold probabilities
+    and, when the search runs in parallel, its classifier fitted on every row.
+
+    In parallel, each setting's fit on every row is one more job of the same search: whichever
+    setting wins, its final fit has then run beside the fold fits instead of after them, alone on
+    one core (the logistic regression's was ~18 s of a public training run). The losing settings'
+    final fits are the price, a few seconds of the other core. Alone (`n_jobs` 1) nothing is fitted
+    ahead: `fit_pipeline` fits the winner.
+    """
     folds = features.folds
-    jobs = [(s, fold) for s in range(len(settings)) for fold in range(len(folds))]
-    search: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     n_jobs = config.n_jobs
+    search: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if search_backend is not None:
         search = parallel_config(backend=search_backend)
         # config.n_jobs counts this machine's cores; on a cluster every worker thread takes fits.
         n_jobs = -1
-    with search:
-        fitted = Parallel(n_jobs=n_jobs, prefer="processes")(
-            delayed(_fit_fold)(
-                settings[s][0],
-                settings[s][1],
-                config.seed,
-                features.x_fit,
-                features.y_fit,
-                features.w_fit,
-                features.fit_fold != fold,
-                features.x_train[folds[fold][1]],
+    ahead = n_jobs != 1
+    # A setting's final fit first, then its folds: the costliest jobs start first.
+    jobs: list[tuple[int, int | None]] = [
+        (s, fold)
+        for s in range(len(settings))
+        for fold in ([None] if ahead else []) + list(range(len(folds)))
+    ]
+
+    def job(s: int, fold: int | None) -> Any:
+        kind, params = settings[s]
+        if fold is None:
+            return delayed(_fit_all)(
+                kind, params, config.seed, features.x_fit, features.y_fit, features.w_fit
             )
-            for s, fold in jobs
+        return delayed(_fit_fold)(
+            kind,
+            params,
+            config.seed,
+            features.x_fit,
+            features.y_fit,
+            features.w_fit,
+            features.fit_fold != fold,
+            features.x_train[folds[fold][1]],
         )
+
+    with search:
+        fitted = Parallel(n_jobs=n_jobs, prefer="processes")(job(s, fold) for s, fold in jobs)
     if search_backend is None and n_jobs != 1:
         # joblib keeps its worker processes for reuse, each holding a copy of the search's matrices;
         # nothing after the search uses them, and they count against training's memory until it ends.
         get_reusable_executor().shutdown(wait=True)
+    finals = {s: result for (s, fold), result in zip(jobs, fitted, strict=True) if fold is None}
     y_train = [str(y) for y in features.y_train]
     candidates: list[dict[str, Any]] = []
     out_of_fold: dict[int, np.ndarray] = {}
     for s, (kind, params) in enumerate(settings):
         oof = np.zeros((len(y_train), len(labels)))
         seconds = 0.0
-        for (job_setting, fold), (classes, proba, elapsed) in zip(jobs, fitted, strict=True):
-            if job_setting != s:
+        for (job_setting, fold), result in zip(jobs, fitted, strict=True):
+            if job_setting != s or fold is None:
                 continue
+            classes, proba, elapsed = result
             val_idx = folds[fold][1]
             seconds += elapsed
             for k, label in enumerate(classes):
@@ -363,13 +408,17 @@ def cross_validate(
             }
         )
         out_of_fold[s] = oof
-    return candidates, out_of_fold
+    return candidates, out_of_fold, finals
 
 
-def fit_pipeline(features: Features, kind: str, params: dict[str, Any], seed: int) -> Pipeline:
-    """The chosen classifier fitted on all training rows, behind the already fitted featurizer."""
-    classifier = build_classifier(kind, params, seed)
-    classifier.fit(features.x_fit, features.y_fit, sample_weight=features.w_fit)
+def fit_pipeline(
+    features: Features, kind: str, params: dict[str, Any], seed: int, fitted: Any = None
+) -> Pipeline:
+    """The chosen classifier fitted on all training rows (`fitted`: already so, by the search),
+    behind the already fitted featurizer."""
+    classifier = fitted
+    if classifier is None:
+        classifier = _fit_all(kind, params, seed, features.x_fit, features.y_fit, features.w_fit)
     return Pipeline(
         [
             (PREPROCESS_STEP, features.featurizer.named_steps[PREPROCESS_STEP]),
@@ -407,6 +456,15 @@ def frozen_metrics(
         },
         "false_off_topic": false_off_topic_rates(predict, frozen, labels, policy),
     }
+
+
+def _fit_all(
+    kind: str, params: dict[str, Any], seed: int, x_fit: Any, y_fit: np.ndarray, w_fit: np.ndarray
+) -> Any:
+    """One candidate fitted on every training row."""
+    classifier = build_classifier(kind, params, seed)
+    classifier.fit(x_fit, y_fit, sample_weight=w_fit)
+    return classifier
 
 
 def _fit_fold(
