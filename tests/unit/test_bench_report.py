@@ -90,3 +90,16 @@ def test_a_training_child_s_peak_memory_is_its_own_not_its_parent_s() -> None:
     assert big["peak_main_hwm_mb"] > 200 > small["peak_main_hwm_mb"]
     assert big["peak_tree_pss_mb"] > 150
     del held
+
+
+def test_the_training_section_reads_each_stage_s_seconds_from_raqib_train_s_line() -> None:
+    from training.bench.run import stage_seconds
+
+    log = (
+        "trained in 95.2 s on 13447 rows\n"
+        "time by stage: gathering_data 6.2 s, candidate_search 31.0 s\n"
+        "registered\n"
+    )
+    assert stage_seconds(log) == {"gathering_data": 6.2, "candidate_search": 31.0}
+    assert list(stage_seconds(log)) == ["gathering_data", "candidate_search"]
+    assert stage_seconds("trained in 95.2 s on 13447 rows\n") == {}

@@ -60,6 +60,13 @@ def train(
         out.print(relevance["table_markdown"], markup=False)
     _print_leakage_checks(out, result.metrics.get("leakage", {}))
     out.print(f"trained in {result.train_seconds:.1f} s on {result.fingerprint['rows']} rows")
+    stages = result.metrics.get("stage_seconds", {})
+    if stages:
+        # One line, read back by `make bench` for its training table.
+        out.print(
+            "time by stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in stages.items()),
+            soft_wrap=True,
+        )
     if register:
         from training.registry.tracking import log_and_register
 
