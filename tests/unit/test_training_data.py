@@ -70,3 +70,27 @@ def test_augmentation_keeps_labels_honest() -> None:
     assert any(r.comment_id.endswith("#no_article") and r.label == "on_topic" for r in copies)
     attached = [r for r in copies if r.comment_id.endswith("#attached")]
     assert attached and all(r.label == "spam" and r.article_title for r in attached)
+
+
+def test_gather_sets_aside_an_excluded_source_from_the_same_read_and_trains_on_none_of_it(tmp_path) -> None:
+    from pathlib import Path
+
+    from training.data.contract import write_jsonl
+    from training.data.gather import gather
+
+    records = [
+        LabeledRecord(text="رسالة عادية", label="on_topic", comment_id="a1", source="kept"),
+        LabeledRecord(text="تغريدة حساب حقيقي", label="on_topic", comment_id="t1", source="tweets"),
+        LabeledRecord(text="اربح الان", label="spam", comment_id="t2", source="tweets"),
+        LabeledRecord(text="مقالة اخرى", label="on_topic", comment_id="o1", source="other_excluded"),
+    ]
+    write_jsonl(records, tmp_path / "public.jsonl")
+    config = DataConfig(
+        starter=None, public="public.jsonl", labeled_dir=None, exclude_sources=("tweets", "other_excluded")
+    )
+    aside: dict[str, list[LabeledRecord]] = {"tweets": []}
+    gathered, _ = gather(config, ["on_topic", "spam"], Path(tmp_path), aside)
+    assert [r.comment_id for r in gathered] == ["a1"]
+    assert aside["tweets"] == records[1:3]  # as read: both labels, nothing from another excluded source
+    again, _ = gather(config, ["on_topic", "spam"], Path(tmp_path))
+    assert again == gathered

@@ -66,9 +66,16 @@ def load_labeled_dir(
 
 
 def gather(
-    config: DataConfig, labels: Sequence[str], root: Path = Path(".")
+    config: DataConfig,
+    labels: Sequence[str],
+    root: Path = Path("."),
+    set_aside: dict[str, list[LabeledRecord]] | None = None,
 ) -> tuple[list[LabeledRecord], dict[str, str]]:
-    """All records the config names, and a note per input on what was used or skipped."""
+    """All records the config names, and a note per input on what was used or skipped.
+
+    `set_aside`: for each source it names (keys, among the excluded ones), the public build's records
+    of that source are put in its list, as read, from the same pass over the file (the build is
+    ~300k lines; a check on an excluded source would otherwise read it all again)."""
     notes: dict[str, str] = {}
     records: list[LabeledRecord] = []
     if config.starter:
@@ -78,11 +85,13 @@ def gather(
     if config.public:
         public_path = root / config.public
         if public_path.is_file():
-            public = [
-                r
-                for r in read_records(public_path)
-                if r.source not in config.exclude_sources and r.label in labels
-            ]
+            public = []
+            for r in read_records(public_path):
+                if r.source not in config.exclude_sources:
+                    if r.label in labels:
+                        public.append(r)
+                elif set_aside is not None and r.source in set_aside:
+                    set_aside[r.source].append(r)
             records += public
             notes["public"] = f"{len(public)} records from {config.public}"
         elif config.require_public:

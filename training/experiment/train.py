@@ -50,6 +50,9 @@ from training.experiment.relevance import train_relevance
 
 Progress = Callable[[str, float], None]
 
+# Genuine and spam accounts' tweets, excluded from training: the leakage checks' tweet test.
+TWEET_ACCOUNTS = "ar_tweet_accounts"
+
 
 def _quiet(_message: str, _fraction: float) -> None:
     return None
@@ -193,7 +196,7 @@ def run_experiment(
     metrics["leakage"] = corpus_leakage(
         features.featurizer, data.train, config.seed, features=features.x_train, n_jobs=config.n_jobs
     )
-    tweets = tweet_accounts_check(pipeline, config, root)
+    tweets = tweet_accounts_check(pipeline, config, root, data.tweet_accounts)
     if tweets:
         metrics["leakage"]["tweet_accounts"] = tweets
     clock.lap("leakage_checks")
@@ -259,11 +262,16 @@ class SplitData:
     labels: list[str]
     notes: dict[str, str]
     head_only: list[LabeledRecord] = field(default_factory=list)
+    # The never-trained-on tweets of `tweet_accounts_check`, read with the rest (None: not read).
+    tweet_accounts: list[LabeledRecord] | None = None
 
 
 def split_records(config: ExperimentConfig, root: Path, extra_train: Sequence[LabeledRecord]) -> SplitData:
     """Gather the configured records and split off the frozen set; `extra_train` joins training only."""
-    gathered, notes = gather(config.data, config.labels, root)
+    set_aside: dict[str, list[LabeledRecord]] = {
+        source: [] for source in (TWEET_ACCOUNTS,) if source in config.data.exclude_sources
+    }
+    gathered, notes = gather(config.data, config.labels, root, set_aside)
     head_only_sources = set(config.data.head_only_sources)
     records = [r for r in gathered if r.source not in head_only_sources]
     head_only = [r for r in gathered if r.source in head_only_sources]
@@ -278,7 +286,7 @@ def split_records(config: ExperimentConfig, root: Path, extra_train: Sequence[La
     train = [*train, *(with_comment_id(r) for r in extra_train)]
     if len({r.label for r in train}) < 2:
         raise ValueError("training split has fewer than two labels; add data")
-    return SplitData(train, frozen, labels, notes, head_only)
+    return SplitData(train, frozen, labels, notes, head_only, set_aside.get(TWEET_ACCOUNTS))
 
 
 @dataclass
@@ -547,24 +555,31 @@ def corpus_leakage(
     }
 
 
-def tweet_accounts_check(pipeline: Pipeline, config: ExperimentConfig, root: Path) -> dict[str, Any] | None:
+def tweet_accounts_check(
+    pipeline: Pipeline,
+    config: ExperimentConfig,
+    root: Path,
+    rows: Sequence[LabeledRecord] | None = None,
+) -> dict[str, Any] | None:
     """Does the model call Arabic tweets spam just for being tweets?
 
     `ar_tweet_accounts` holds genuine and spam accounts' tweets from the same platform and is
     never trained on. If the model had learned "tweet ⇒ spam" from the spam-only tweet corpus,
-    it would flag the genuine accounts about as often as the spam ones.
+    it would flag the genuine accounts about as often as the spam ones. `rows`: those records when
+    the caller has read them already (`split_records` sets them aside); else they are read here.
     """
-    if not config.data.public or "ar_tweet_accounts" not in config.data.exclude_sources:
+    if not config.data.public or TWEET_ACCOUNTS not in config.data.exclude_sources:
         return None
-    path = root / config.data.public
-    if not path.is_file():
-        return None
-    # Only these rows are validated: the whole public build is ~300k lines.
-    rows = [
-        validate_record(row, path=path, line=line)
-        for line, row in iter_raw_rows(path)
-        if row.get("source") == "ar_tweet_accounts"
-    ]
+    if rows is None:
+        path = root / config.data.public
+        if not path.is_file():
+            return None
+        # Only these rows are validated: the whole public build is ~300k lines.
+        rows = [
+            validate_record(row, path=path, line=line)
+            for line, row in iter_raw_rows(path)
+            if row.get("source") == TWEET_ACCOUNTS
+        ]
     if not rows or len({r.label for r in rows}) < 2:
         return None
     labels = [str(c) for c in pipeline.classes_]
