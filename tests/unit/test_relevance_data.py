@@ -421,3 +421,32 @@ def test_cached_matrices_belong_to_the_features_object_that_made_them() -> None:
     assert alive() is not None
     for mark in (2.0, 3.0, 4.0):
         assert data.matrix(_Features(mark), "pairs", "title").tolist() == [[mark], [mark]]  # type: ignore[arg-type]
+
+
+def test_cosine_baselines_computed_in_the_background_equal_those_computed_in_place(records) -> None:
+    import os
+
+    import psutil
+
+    from training.data.relevance import article_pairs
+    from training.experiment.relevance import RelevanceData
+
+    pairs = article_pairs(records, seed=13, n_folds=3)
+    labelled = pairs.head(0)
+    in_place = RelevanceData(pairs, labelled, [], [])
+    behind = RelevanceData(pairs, labelled, [], [])
+    with behind.cosines_in_background(3):
+        workers = psutil.Process(os.getpid()).children(recursive=True)
+        background = {c: behind.cosine("pairs", c, 3) for c in ("title_body", "title")}
+    assert workers, "no worker process computed them"
+    for context, scores in background.items():
+        np.testing.assert_array_equal(scores, in_place.cosine("pairs", context, 3))
+    assert (background["title_body"] < 0).any()  # not a comparison of zeros
+    # The worker ends with the block; nothing was left pending.
+    alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        w
+        for w in alive
+        if "loky" in " ".join(w.cmdline()) and "resource_tracker" not in " ".join(w.cmdline())
+    ]
+    assert not behind._cosine_pending

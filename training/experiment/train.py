@@ -171,6 +171,7 @@ def run_experiment(
             [*data.train, *data.head_only],
             config.seed,
             progress=lambda message: progress(message, 0.8),
+            background=config.n_jobs != 1,
         )
         clock.lap("relevance")
         if component is not None:
