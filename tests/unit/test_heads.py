@@ -15,6 +15,7 @@ from training.experiment.heads import (
     left_out_predictions,
     left_out_table,
     left_out_thresholds,
+    scored_matrix,
     scored_rows,
     table_markdown,
 )
@@ -121,6 +122,27 @@ def test_each_family_is_scored_by_a_head_that_never_saw_it() -> None:
     for source in ("alpha", "beta"):
         mask = left_out.sources == source
         assert roc_auc_score(left_out.y[mask], left_out.p[mask]) < 0.75
+
+
+def test_scored_rows_it_trains_on_reuse_their_rows_and_the_others_are_featurised_in_order() -> None:
+    config = AbuseHeadConfig(
+        evaluated_sources=("alpha", "beta", "gamma"), drop_insult_negatives=False, min_df=1, max_per_cell=25
+    )
+    records = _two_families()
+    # A source the head does not train on: its rows are scored but have no training row.
+    records += [_record(f"زرقوم فرشوط {i}", "on_topic", "gamma", f"gamma:{i}") for i in range(5)]
+    config = config.model_copy(update={"exclude_sources": ("gamma",)})
+    rows = head_rows(config, records, seed=1)  # capped: some scored rows of alpha and beta are not in it
+    featurised = featurise_head(config, rows)
+    scored = scored_rows(config, records, seed=2, per_source=None)
+    from training.experiment.heads import _text_frame
+
+    trained = {id(r) for r in rows.records}
+    assert 0 < sum(id(r) in trained for r in scored) < len(scored)
+    expected = featurised.union.transform(featurised.preprocessor.transform(_text_frame(scored)))
+    found = scored_matrix(featurised, rows, scored)
+    assert found.shape == expected.shape
+    assert (found != expected).nnz == 0
 
 
 def test_a_head_trained_on_every_family_would_have_separated_them() -> None:
