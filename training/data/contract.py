@@ -12,6 +12,7 @@ from serving.schema import CANONICAL_COLUMNS, DEFAULT_LABELS, LABEL_PATTERN
 from serving.tables import Lines, Row, TableError, csv_header, csv_rows, jsonl_rows
 
 OPTIONAL_COLUMNS = tuple(c for c in CANONICAL_COLUMNS if c not in ("text", "label"))
+_KNOWN_COLUMNS = frozenset(CANONICAL_COLUMNS)
 
 
 class ContractError(ValueError):
@@ -68,8 +69,9 @@ def validate_record(
     allowed_labels: Sequence[str] | None = None,
 ) -> LabeledRecord:
     """Turn one raw row into a LabeledRecord or raise ContractError naming the field."""
-    unknown = sorted(k for k in raw if k not in CANONICAL_COLUMNS)
+    unknown = [k for k in raw if k not in _KNOWN_COLUMNS]
     if unknown:
+        unknown.sort()
         raise ContractError(
             path,
             line,
@@ -99,15 +101,13 @@ def validate_record(
                 "label",
                 f"unknown label {label!r} (known: {', '.join(allowed_labels)})",
             )
-    for column in OPTIONAL_COLUMNS:
+    optional: dict[str, str | None] = {}
+    for column in OPTIONAL_COLUMNS:  # one pass: checked and cleaned (training reads ~300k rows)
         value = raw.get(column)
         if value is not None and not isinstance(value, str | int | float):
             raise ContractError(path, line, column, f"expected a string, got {type(value).__name__}")
-    return LabeledRecord(
-        text=text,
-        label=label,
-        **{c: _clean_optional(raw.get(c)) for c in OPTIONAL_COLUMNS},
-    )
+        optional[column] = _clean_optional(value)
+    return LabeledRecord(text=text, label=label, **optional)
 
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
