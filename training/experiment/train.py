@@ -26,6 +26,7 @@ from serving.model.moderation import CLASSIFIER_STEP, FEATURES_STEP, PREPROCESS_
 from serving.model.relevance import REVIEW_AT
 from serving.schema import ABUSIVE, ACCEPTABLE_LABEL, OFF_TOPIC, SPAM
 from training.data.contract import LabeledRecord, gold_labels, iter_raw_rows, validate_record
+from training.data.datasets.ar_tweet_accounts import SOURCE as TWEET_ACCOUNTS
 from training.data.gather import (
     augment_context,
     fingerprint,
@@ -49,9 +50,6 @@ from training.experiment.relevance import table_markdown as relevance_table
 from training.experiment.relevance import train_relevance
 
 Progress = Callable[[str, float], None]
-
-# Genuine and spam accounts' tweets, excluded from training: the leakage checks' tweet test.
-TWEET_ACCOUNTS = "ar_tweet_accounts"
 
 
 def _quiet(_message: str, _fraction: float) -> None:
